@@ -1,0 +1,61 @@
+"""Argument checks that raise errors naming the argument and its allowed values."""
+
+import math
+import numbers
+
+import keras
+
+
+def check_number(name, value, *, low=None, high=None, low_open=False, high_open=False, integer=False):
+    """Raises a ValueError naming `name` unless `value` lies in the given range.
+
+    Args:
+        name: the argument's name, used in the message.
+        value: the value to check.
+        low, high: bounds, `None` for unbounded.
+        low_open, high_open: whether the bound itself is excluded.
+        integer: whether the value must be a whole number.
+
+    Returns:
+        The value as a Python float, or int when `integer=True`.
+    """
+    allowed = "{}{}, {}{}".format(
+        "(" if low_open else "[",
+        "-inf" if low is None else low,
+        "inf" if high is None else high,
+        ")" if high_open else "]",
+    )
+    message = (
+        f"`{name}` must be {'an integer' if integer else 'a number'} in {allowed}. "
+        f"Received: {name}={value!r}"
+    )
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(message)
+    if integer and float(value) != int(value):
+        raise ValueError(message)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        raise ValueError(message)
+    return int(value) if integer else float(value)
+
+
+def check_choice(name, value, choices):
+    """Raises a ValueError naming `name` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+    return value
+
+
+def is_concrete(x):
+    """True when `x` holds values now (eager), False while tracing a graph."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly() and not keras.backend.is_keras_tensor(x)
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer) and not keras.backend.is_keras_tensor(x)
+    return not keras.backend.is_keras_tensor(x)

@@ -1,0 +1,17 @@
+"""Keras layers of keras_margin: `NormalizedDense` and the margin heads."""
+
+from keras_margin.layers.arc_margin_head import ArcMarginHead
+from keras_margin.layers.combined_margin_head import CombinedMarginHead
+from keras_margin.layers.cos_margin_head import CosMarginHead
+from keras_margin.layers.large_margin_head import LargeMarginHead
+from keras_margin.layers.normalized_dense import NormalizedDense
+from keras_margin.layers.sphere_margin_head import SphereMarginHead
+
+__all__ = [
+    "ArcMarginHead",
+    "CombinedMarginHead",
+    "CosMarginHead",
+    "LargeMarginHead",
+    "NormalizedDense",
+    "SphereMarginHead",
+]

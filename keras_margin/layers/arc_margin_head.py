@@ -1,0 +1,93 @@
+"""`ArcMarginHead`: additive angular margin (ArcFace)."""
+
+import math
+
+import keras
+
+from keras_margin import margins
+from keras_margin._validation import check_choice, check_number
+from keras_margin.layers.margin_head import ScaledCosineHead
+
+
+@keras.saving.register_keras_serializable(package="keras_margin")
+class ArcMarginHead(ScaledCosineHead):
+    """ArcFace head: target logit `s · cos(θ_y + m)`, others `s · cos θ_j`.
+
+    Embeddings and kernel columns are L2-normalized (Deng et al., CVPR 2019).
+    Called with labels it returns the margin logits, for
+    `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`; called
+    without labels it returns the plain scaled cosines, for closed-set
+    prediction. Logits are float32 under every dtype policy.
+
+    cos(θ + m) stops decreasing once θ > π − m. What happens there is set by
+    `fallback` (see `keras_margin.margins.combined_margin`):
+    `"continuous"` (default) subtracts the constant that makes the target
+    logit meet cos(θ + m) at θ = π − m, so the logit stays continuous and
+    strictly decreasing in θ and the margin never raises it. insightface's
+    rule (`"insightface"`, cos θ − m·sin m) jumps down by about 0.12·s at
+    that angle for m = 0.5; `"easy"` drops the margin wherever cos θ ≤ 0;
+    `"none"` is the raw formula. The region is only reached early in
+    training, so the choice rarely changes results; the continuous rule is the
+    default because it is the only one with no jump and no non-monotone part.
+
+    Labels outside `[0, num_classes)` raise a ValueError when called eagerly.
+    Inside a compiled function (`jit_compile=True`, `tf.function`) they cannot
+    be checked without a host round trip: their row gets no margin, and
+    Keras' sparse cross-entropy returns NaN for them.
+
+    Args:
+        num_classes: integer ≥ 2, the number of identities.
+        scale: positive float `s`, the radius of the hypersphere (paper: 64).
+        margin: additive angular margin `m` in radians, in [0, π)
+            (paper: 0.5).
+        fallback: `"continuous"`, `"insightface"`, `"easy"` or `"none"`.
+        gradient: `"exact"` (autodiff with cos θ clamped to
+            [−1 + 1e-6, 1 − 1e-6] inside the margin) or `"detached"`
+            (margin shift without gradient).
+        num_subcenters: integer K ≥ 1; K kernel columns per class and the
+            largest cosine among them is used (sub-center ArcFace).
+        kernel_initializer: initializer of the kernel.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`.
+        labels: optional integer class ids `(batch,)` or `(batch, 1)`; float
+            tensors holding whole numbers are accepted.
+        training: unused; present for symmetry with the other heads.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
+    Weights:
+        `kernel`: `(dim, num_classes * num_subcenters)`, class-major columns.
+
+    Example:
+
+    >>> images = keras.Input((28, 28, 1))
+    >>> labels = keras.Input((), dtype="int32")
+    >>> x = keras.layers.Flatten()(images)
+    >>> embeddings = keras.layers.Dense(64)(x)
+    >>> logits = ArcMarginHead(10)(embeddings, labels=labels)
+    >>> model = keras.Model([images, labels], logits)
+    >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+    ...     from_logits=True), jit_compile=True)
+    """
+
+    def __init__(self, num_classes, scale=64.0, margin=0.5, fallback="continuous", gradient="exact", **kwargs):
+        super().__init__(num_classes, scale=scale, **kwargs)
+        self.gradient = check_choice("gradient", gradient, margins.GRADIENT_MODES)
+        self.margin = check_number("margin", margin, low=0.0, high=math.pi, high_open=True)
+        self.fallback = check_choice("fallback", fallback, margins.ARC_FALLBACKS)
+
+    def margin_target(self, cos_target):
+        return margins.additive_angular_margin(cos_target, self.margin, self.fallback)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin, "fallback": self.fallback, "gradient": self.gradient})
+        return config

@@ -1,0 +1,83 @@
+"""`CombinedMarginHead`: cos(m1·θ + m2) − m3, the margin family in one layer."""
+
+import math
+
+import keras
+
+from keras_margin import margins
+from keras_margin._validation import check_choice, check_number
+from keras_margin.layers.margin_head import ScaledCosineHead
+
+
+@keras.saving.register_keras_serializable(package="keras_margin")
+class CombinedMarginHead(ScaledCosineHead):
+    """Combined margin head: target logit `s · (cos(m1·θ_y + m2) − m3)`.
+
+    All three margins act together (ArcFace paper, §3.3 / insightface's
+    `CombinedMarginLoss`): `m1` is SphereFace's multiplicative angular margin
+    (here any real ≥ 1, applied through arccos), `m2` ArcFace's additive
+    angular margin and `m3` CosFace's additive cosine margin. `(1, m, 0)`
+    is `ArcMarginHead(margin=m)` and `(1, 0, m)` is `CosMarginHead(margin=m)`.
+    The formula is valid while m1·θ + m2 ≤ π; beyond that `fallback` applies
+    as in `ArcMarginHead` (see `keras_margin.margins.combined_margin`).
+    Logits are float32 under every dtype policy; out-of-range labels behave as
+    in `ArcMarginHead`.
+
+    Args:
+        num_classes: integer ≥ 2.
+        scale: positive float `s` (default 64).
+        m1: multiplicative angular margin, ≥ 1 (default 1.0).
+        m2: additive angular margin in [0, π) (default 0.5).
+        m3: additive cosine margin in [0, 2] (default 0.0).
+        fallback: `"continuous"`, `"insightface"`, `"easy"` or `"none"`.
+        gradient: `"exact"` or `"detached"`, as in `ArcMarginHead`.
+        num_subcenters: integer K ≥ 1 kernel columns per class.
+        kernel_initializer, kernel_regularizer, kernel_constraint: as in
+            `keras.layers.Dense`.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`.
+        labels: optional integer class ids `(batch,)` or `(batch, 1)`.
+        training: unused.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
+    Example:
+
+    >>> head = CombinedMarginHead(1000, m1=1.0, m2=0.3, m3=0.2)
+    >>> head(np.random.normal(size=(4, 32)), labels=[0, 1, 2, 3]).shape
+    (4, 1000)
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        scale=64.0,
+        m1=1.0,
+        m2=0.5,
+        m3=0.0,
+        fallback="continuous",
+        gradient="exact",
+        **kwargs,
+    ):
+        super().__init__(num_classes, scale=scale, **kwargs)
+        self.gradient = check_choice("gradient", gradient, margins.GRADIENT_MODES)
+        self.m1 = check_number("m1", m1, low=1.0)
+        self.m2 = check_number("m2", m2, low=0.0, high=math.pi, high_open=True)
+        self.m3 = check_number("m3", m3, low=0.0, high=2.0)
+        self.fallback = check_choice("fallback", fallback, margins.ARC_FALLBACKS)
+
+    def margin_target(self, cos_target):
+        return margins.combined_margin(cos_target, self.m1, self.m2, self.m3, self.fallback)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"m1": self.m1, "m2": self.m2, "m3": self.m3, "fallback": self.fallback, "gradient": self.gradient}
+        )
+        return config

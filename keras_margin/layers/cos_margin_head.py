@@ -1,0 +1,61 @@
+"""`CosMarginHead`: additive cosine margin (AM-Softmax / CosFace)."""
+
+import keras
+
+from keras_margin import margins
+from keras_margin._validation import check_number
+from keras_margin.layers.margin_head import ScaledCosineHead
+
+
+@keras.saving.register_keras_serializable(package="keras_margin")
+class CosMarginHead(ScaledCosineHead):
+    """CosFace / AM-Softmax head: target logit `s · (cos θ_y − m)`.
+
+    Embeddings and kernel columns are L2-normalized; the other logits are
+    `s · cos θ_j` (Wang et al., CVPR 2018; Wang et al., SPL 2018). Called
+    without labels it returns the plain scaled cosines. Logits are float32
+    under every dtype policy. The margin is a constant shift, so there is no
+    invalid angle and no gradient option. Out-of-range labels behave as in
+    `ArcMarginHead`.
+
+    Args:
+        num_classes: integer ≥ 2, the number of identities.
+        scale: positive float `s` (CosFace: 64; AM-Softmax used 30).
+        margin: cosine margin `m` in [0, 2] (CosFace: 0.35).
+        num_subcenters: integer K ≥ 1 kernel columns per class; the largest
+            cosine among them is used.
+        kernel_initializer: initializer of the kernel.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`.
+        labels: optional integer class ids `(batch,)` or `(batch, 1)`.
+        training: unused.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
+    Example:
+
+    >>> head = CosMarginHead(100, scale=30.0, margin=0.35)
+    >>> logits = head(np.random.normal(size=(8, 16)), labels=np.arange(8))
+    >>> logits.shape
+    (8, 100)
+    """
+
+    def __init__(self, num_classes, scale=64.0, margin=0.35, **kwargs):
+        super().__init__(num_classes, scale=scale, **kwargs)
+        self.margin = check_number("margin", margin, low=0.0, high=2.0)
+
+    def margin_target(self, cos_target):
+        return margins.additive_cosine_margin(cos_target, self.margin)
+
+    def get_config(self):
+        config = super().get_config()
+        config["margin"] = self.margin
+        return config

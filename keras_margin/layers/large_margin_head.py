@@ -1,0 +1,85 @@
+"""`LargeMarginHead`: L-Softmax with λ annealing."""
+
+import keras
+from keras import ops
+
+from keras_margin import margins
+from keras_margin.layers.multiplicative_margin_head import MultiplicativeMarginHead
+
+
+@keras.saving.register_keras_serializable(package="keras_margin")
+class LargeMarginHead(MultiplicativeMarginHead):
+    """L-Softmax head: target `‖W_y‖‖x‖ · (λ·cos θ_y + ψ(θ_y)) / (1 + λ)`.
+
+    Nothing is normalized and there is no bias: the other logits are the
+    plain `W_jᵀx` (Liu et al., ICML 2016). ψ and the λ schedule are those of
+    `SphereMarginHead`; the default `lambda_min=0` lets the pure L-Softmax
+    target ‖W_y‖‖x‖ψ(θ) take over at the end of the schedule.
+
+    Logits are computed as `‖x‖‖W_j‖ · cos θ_j` with the norms in float32,
+    so they equal `W_jᵀx` and stay finite under float16 compute. Logits are
+    float32 under every dtype policy; out-of-range labels behave as in
+    `ArcMarginHead`.
+
+    Args:
+        num_classes: integer ≥ 2.
+        margin: integer m ≥ 1 (paper: 2, 3 or 4; default 2).
+        lambda_base: λ at step 0, ≥ 0.
+        lambda_gamma: decay rate γ, ≥ 0.
+        lambda_power: decay power, ≥ 0.
+        lambda_min: floor of λ, ≥ 0.
+        kernel_initializer, kernel_regularizer, kernel_constraint: as in
+            `keras.layers.Dense`.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`.
+        labels: optional integer class ids `(batch,)` or `(batch, 1)`.
+        training: the step counter advances only when this is true.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
+    Weights:
+        `kernel` `(dim, num_classes)` and `annealing_step` ().
+
+    Example:
+
+    >>> head = LargeMarginHead(10, margin=2)
+    >>> head(np.random.normal(size=(8, 32))).shape  # plain W^T x
+    (8, 10)
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        margin=2,
+        lambda_base=1000.0,
+        lambda_gamma=0.12,
+        lambda_power=1.0,
+        lambda_min=0.0,
+        **kwargs,
+    ):
+        if kwargs.pop("num_subcenters", 1) != 1:
+            raise ValueError("LargeMarginHead does not support `num_subcenters` (its kernel is not normalized).")
+        super().__init__(
+            num_classes,
+            margin=margin,
+            lambda_base=lambda_base,
+            lambda_gamma=lambda_gamma,
+            lambda_power=lambda_power,
+            lambda_min=lambda_min,
+            **kwargs,
+        )
+
+    def logit_radius(self, embeddings):
+        kernel_norms = margins.l2_norm(self.kernel, axis=0, keepdims=True)
+        return self.embedding_norms(embeddings) * kernel_norms
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("num_subcenters")
+        return config

@@ -1,0 +1,216 @@
+"""Margin math of the softmax family, as pure `keras.ops` functions.
+
+Everything here is stateless and backend neutral: the layers in
+`keras_margin.layers` call these functions, so one formula lives in one place.
+All functions take and return float32 tensors (cosines, norms, logits); the
+only place a lower precision is used is the matrix product in
+`cosine_similarity`, which follows the caller's compute dtype.
+
+Notation: `cos` is cos θ, θ the angle between an embedding `x` and a class
+weight `W_j`; the *target* is the column of the true class `y`.
+"""
+
+import math
+
+from keras import ops
+
+#: Cosines are clamped to [-1 + COSINE_EPSILON, 1 - COSINE_EPSILON] before any
+#: function whose derivative is unbounded at ±1 (sqrt(1 - c²), arccos).
+COSINE_EPSILON = 1e-6
+
+#: Floor on squared norms when normalizing, so a zero vector maps to zero
+#: (not NaN) and its gradient stays finite.
+NORM_EPSILON = 1e-12
+
+ARC_FALLBACKS = ("continuous", "insightface", "easy", "none")
+GRADIENT_MODES = ("exact", "detached")
+
+
+def l2_norm(x, axis=-1, keepdims=True):
+    """Euclidean norm with a finite gradient at zero.
+
+    `sqrt(max(Σx², ε))`: the `maximum` routes the gradient of an all-zero
+    vector into the constant, so it is 0 rather than NaN.
+    """
+    x = ops.cast(x, "float32")
+    squared = ops.sum(ops.square(x), axis=axis, keepdims=keepdims)
+    return ops.sqrt(ops.maximum(squared, NORM_EPSILON))
+
+
+def l2_normalize(x, axis=-1):
+    """Scales `x` to unit L2 norm along `axis` (a zero vector stays zero)."""
+    x = ops.cast(x, "float32")
+    return x / l2_norm(x, axis=axis, keepdims=True)
+
+
+def cosine_similarity(embeddings, kernel, compute_dtype="float32"):
+    """Cosines between each embedding and each kernel column.
+
+    Args:
+        embeddings: tensor of shape `(batch, dim)`.
+        kernel: tensor of shape `(dim, columns)`; each column is a class weight.
+        compute_dtype: dtype of the matrix product (e.g. `"float16"` under a
+            mixed-precision policy). Norms are always taken in float32 and
+            the product's inputs have unit norm, so nothing overflows.
+
+    Returns:
+        float32 tensor of shape `(batch, columns)` with values in about [-1, 1].
+    """
+    x = ops.cast(l2_normalize(embeddings, axis=-1), compute_dtype)
+    w = ops.cast(l2_normalize(kernel, axis=0), compute_dtype)
+    return ops.cast(ops.matmul(x, w), "float32")
+
+
+def max_over_subcenters(cos, num_subcenters):
+    """Reduces `(batch, classes * K)` cosines to `(batch, classes)`.
+
+    Columns are laid out class-major: column `c * K + k` is sub-center `k` of
+    class `c` (sub-center ArcFace, Deng et al. 2020). Each class keeps its
+    closest sub-center.
+    """
+    if num_subcenters == 1:
+        return cos
+    num_columns = cos.shape[-1]
+    grouped = ops.reshape(cos, (-1, num_columns // num_subcenters, num_subcenters))
+    return ops.max(grouped, axis=-1)
+
+
+def clamp_cosine(cos, epsilon=COSINE_EPSILON):
+    """Clamps cosines into the open interval (-1, 1)."""
+    return ops.clip(cos, -1.0 + epsilon, 1.0 - epsilon)
+
+
+def target_cosine(cos, one_hot):
+    """The cosine of each row's target column, shape `(batch,)`."""
+    return ops.sum(cos * one_hot, axis=-1)
+
+
+def replace_target(values, one_hot, target):
+    """Returns `values` with each row's target column replaced by `target`.
+
+    Written as `values + one_hot * (target - value_y)` so that it costs one
+    fused elementwise pass and works on every backend. A row whose one-hot is
+    all zeros (a label outside the classes) is left unchanged.
+    """
+    shift = target - target_cosine(values, one_hot)
+    return values + one_hot * ops.expand_dims(shift, -1)
+
+
+def combined_margin(cos, m1=1.0, m2=0.0, m3=0.0, fallback="continuous"):
+    """Target cosine cos(m1·θ + m2) − m3 of the combined margin (ArcFace §3.3).
+
+    The formula is a monotone decreasing function of θ only while
+    m1·θ + m2 ≤ π, i.e. for θ ≤ θ₀ = (π − m2) / m1. Beyond θ₀ (and, for
+    `"easy"`, beyond π/2) the `fallback` decides:
+
+    - `"continuous"`: cos θ − (cos θ₀ + 1 + m3) — a shift of the plain
+      cosine that meets the formula at θ₀, so the target logit stays
+      continuous, strictly decreasing in θ, and never above cos θ.
+    - `"insightface"`: cos θ − m2·sin(m2) − m3 (the rule of insightface's
+      training code; it jumps down at θ₀).
+    - `"easy"`: no margin at all where the formula is invalid or cos θ ≤ 0
+      ("easy margin").
+    - `"none"`: the raw formula everywhere (it rises again past θ₀).
+
+    With m1 = 1 the formula is expanded as cos θ·cos m2 − sin θ·sin m2, so no
+    arccos is needed; otherwise θ = arccos(cos θ). The formula is evaluated at
+    the clamped cosine c̃ and the result is shifted back by cos θ − c̃, so the
+    gradient stays finite at cos θ = ±1 and zero margins give cos θ exactly.
+
+    Args:
+        cos: float32 tensor of target cosines, any shape.
+        m1: multiplicative angular margin, ≥ 1.
+        m2: additive angular margin, in [0, π).
+        m3: additive cosine margin, ≥ 0.
+        fallback: one of `ARC_FALLBACKS`.
+
+    Returns:
+        float32 tensor of the same shape as `cos`.
+    """
+    if fallback not in ARC_FALLBACKS:
+        raise ValueError(
+            f"`fallback` must be one of {ARC_FALLBACKS}. Received: fallback={fallback!r}"
+        )
+    c = clamp_cosine(cos)
+    if m1 == 1.0:
+        sin = ops.sqrt(1.0 - ops.square(c))
+        with_margin = c * math.cos(m2) - sin * math.sin(m2)
+    else:
+        with_margin = ops.cos(m1 * ops.arccos(c) + m2)
+    with_margin = with_margin - m3 + (cos - c)
+    if fallback == "none":
+        return with_margin
+
+    cos_limit = math.cos((math.pi - m2) / m1)
+    if fallback == "easy":
+        return ops.where(c > max(cos_limit, 0.0), with_margin, cos)
+    if fallback == "insightface":
+        beyond = cos - m2 * math.sin(m2) - m3
+    else:  # continuous
+        beyond = cos - (cos_limit + 1.0 + m3)
+    return ops.where(c > cos_limit, with_margin, beyond)
+
+
+def additive_angular_margin(cos, margin=0.5, fallback="continuous"):
+    """ArcFace target cosine cos(θ + m); see `combined_margin` for `fallback`."""
+    return combined_margin(cos, m1=1.0, m2=margin, m3=0.0, fallback=fallback)
+
+
+def additive_cosine_margin(cos, margin=0.35):
+    """CosFace / AM-Softmax target cosine cos θ − m."""
+    return cos - margin
+
+
+def chebyshev_cos_multiple(cos, m):
+    """cos(m·θ) as the Chebyshev polynomial T_m(cos θ), for an integer m ≥ 0.
+
+    Uses T₀ = 1, T₁ = c, T_{n+1} = 2c·T_n − T_{n−1}; the loop is unrolled at
+    trace time because `m` is a Python int.
+    """
+    previous, current = ops.ones_like(cos), cos
+    if m == 0:
+        return previous
+    for _ in range(m - 1):
+        previous, current = current, 2.0 * cos * current - previous
+    return current
+
+
+def multiplicative_angular_psi(cos, m):
+    """ψ(θ) = (−1)^k·cos(mθ) − 2k for θ in [kπ/m, (k+1)π/m] (L-Softmax).
+
+    ψ is continuous, decreasing on [0, π] and equals cos θ for m = 1. The
+    interval index k counts the thresholds cos(jπ/m), j = 1..m−1, that cos θ
+    lies at or below, so nothing is differentiated through arccos and the
+    gradient is the polynomial's, finite everywhere.
+
+    Args:
+        cos: float32 tensor of cosines.
+        m: Python int ≥ 1.
+
+    Returns:
+        float32 tensor of the same shape as `cos`.
+    """
+    c = ops.clip(cos, -1.0, 1.0)
+    k = ops.zeros_like(c)
+    for j in range(1, m):
+        k = k + ops.cast(c <= math.cos(j * math.pi / m), "float32")
+    sign = 1.0 - 2.0 * ops.mod(k, 2.0)
+    return sign * chebyshev_cos_multiple(c, m) - 2.0 * k
+
+
+def annealed_lambda(step, base=1000.0, gamma=0.12, power=1.0, minimum=0.0):
+    """λ_t = max(minimum, base·(1 + gamma·t)^(−power)) (SphereFace schedule).
+
+    Args:
+        step: number of training steps taken so far (tensor or number).
+
+    Returns:
+        float32 scalar tensor.
+    """
+    t = ops.cast(step, "float32")
+    return ops.maximum(minimum, base * ops.power(1.0 + gamma * t, -power))
+
+
+def blend_with_lambda(cos, psi, lam):
+    """(λ·cos θ + ψ(θ)) / (1 + λ): the annealed target of L-/A-Softmax."""
+    return (lam * cos + psi) / (1.0 + lam)
