@@ -56,7 +56,22 @@ class MarginHead(keras.layers.Layer):
         self.built = True
 
     def compute_output_shape(self, embeddings_shape, labels_shape=None):
+        if labels_shape is not None:
+            self._check_label_shape(tuple(labels_shape), tuple(embeddings_shape))
         return (embeddings_shape[0], self.num_classes)
+
+    @staticmethod
+    def _check_label_shape(labels_shape, embeddings_shape):
+        if not (len(labels_shape) == 1 or (len(labels_shape) == 2 and labels_shape[-1] == 1)):
+            raise ValueError(
+                f"`labels` must have shape (batch,) or (batch, 1). Received: labels.shape={labels_shape}"
+            )
+        batch, label_batch = embeddings_shape[0], labels_shape[0]
+        if batch is not None and label_batch is not None and batch != label_batch:
+            raise ValueError(
+                "`labels` and `embeddings` must have the same batch size. Received: "
+                f"labels.shape={labels_shape}, embeddings.shape={embeddings_shape}"
+            )
 
     # Helpers for subclasses -------------------------------------------------
 
@@ -78,19 +93,8 @@ class MarginHead(keras.layers.Layer):
         known (eager); inside a compiled function they give an all-zero row.
         """
         labels = ops.convert_to_tensor(labels)
-        shape = tuple(labels.shape)
-        if len(shape) == 2 and shape[-1] == 1:
-            labels = ops.reshape(labels, (-1,))
-        elif len(shape) != 1:
-            raise ValueError(
-                f"`labels` must have shape (batch,) or (batch, 1). Received: labels.shape={shape}"
-            )
-        batch = embeddings.shape[0]
-        if labels.shape[0] is not None and batch is not None and labels.shape[0] != batch:
-            raise ValueError(
-                "`labels` and `embeddings` must have the same batch size. Received: "
-                f"labels.shape={shape}, embeddings.shape={tuple(embeddings.shape)}"
-            )
+        self._check_label_shape(tuple(labels.shape), tuple(embeddings.shape))
+        labels = ops.reshape(labels, (-1,))
         dtype = keras.backend.standardize_dtype(labels.dtype)
         if "int" not in dtype and "float" not in dtype:
             raise ValueError(f"`labels` must hold integer class ids. Received dtype {dtype}")
