@@ -4,19 +4,32 @@ import keras
 import numpy as np
 
 
-def gradients(fn, *args):
-    """Gradients of the scalar `fn(*args)` with respect to each arg, as NumPy."""
+def loss_gradients(layer, x, labels, loss_fn):
+    """Gradients of `loss_fn(labels, layer(x, labels=labels))` w.r.t. x and the kernel.
+
+    `labels=None` calls the layer on `x` alone. Returns two NumPy arrays.
+    """
+    call_kwargs = {} if labels is None else {"labels": labels}
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        args = [tf.Variable(a) for a in args]
+        x = tf.constant(x)
         with tf.GradientTape() as tape:
-            value = fn(*args)
-        return [np.asarray(g) for g in tape.gradient(value, args)]
+            tape.watch(x)
+            out = layer(x, **call_kwargs)
+            value = loss_fn(labels, keras.ops.cast(out, "float32"))
+        grad_x, grad_kernel = tape.gradient(value, [x, layer.kernel.value])
+        return np.asarray(grad_x), np.asarray(grad_kernel)
     if backend == "jax":
         import jax
 
-        grads = jax.grad(lambda *a: fn(*a), argnums=tuple(range(len(args))))(*args)
-        return [np.asarray(g) for g in grads]
-    raise NotImplementedError(f"gradients() does not support the {backend} backend")
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+
+        def value(x_value, kernel_value):
+            out, _ = layer.stateless_call([kernel_value], non_trainable, x_value, **call_kwargs)
+            return loss_fn(labels, keras.ops.cast(out, "float32"))
+
+        grads = jax.grad(value, argnums=(0, 1))(x, layer.kernel.value)
+        return np.asarray(grads[0]), np.asarray(grads[1])
+    raise NotImplementedError(f"loss_gradients() supports tensorflow and jax, not {backend}")
