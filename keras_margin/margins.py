@@ -85,14 +85,12 @@ def target_cosine(cos, one_hot):
     return ops.sum(cos * one_hot, axis=-1)
 
 
-def replace_target(values, one_hot, target):
-    """Returns `values` with each row's target column replaced by `target`.
+def shift_target(values, one_hot, shift):
+    """Adds `shift` (shape `(batch,)`) to each row's target column of `values`.
 
-    Written as `values + one_hot * (target - value_y)` so that it costs one
-    fused elementwise pass and works on every backend. A row whose one-hot is
-    all zeros (a label outside the classes) is left unchanged.
+    One fused elementwise pass, on every backend. A row whose one-hot is all
+    zeros (a label outside the classes) is left unchanged.
     """
-    shift = target - target_cosine(values, one_hot)
     return values + one_hot * ops.expand_dims(shift, -1)
 
 

@@ -160,10 +160,10 @@ class ScaledCosineHead(MarginHead):
             return self.scale * cos
         one_hot = self.target_one_hot(labels, embeddings)
         cos_target = margins.target_cosine(cos, one_hot)
-        new_target = self.margin_target(cos_target)
+        shift = self.margin_target(cos_target) - cos_target
         if self.gradient == "detached":
-            new_target = cos_target + ops.stop_gradient(new_target - cos_target)
-        return self.scale * margins.replace_target(cos, one_hot, new_target)
+            shift = ops.stop_gradient(shift)
+        return self.scale * margins.shift_target(cos, one_hot, shift)
 
     def get_config(self):
         config = super().get_config()

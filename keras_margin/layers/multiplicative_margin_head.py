@@ -74,8 +74,8 @@ class MultiplicativeMarginHead(MarginHead):
             self.annealing_step.assign_add(1)
         cos_target = margins.target_cosine(cos, one_hot)
         psi = margins.multiplicative_angular_psi(cos_target, self.margin)
-        new_target = margins.blend_with_lambda(cos_target, psi, lam)
-        return radius * margins.replace_target(cos, one_hot, new_target)
+        shift = margins.blend_with_lambda(cos_target, psi, lam) - cos_target
+        return radius * margins.shift_target(cos, one_hot, shift)
 
     def get_config(self):
         config = super().get_config()
