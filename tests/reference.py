@@ -116,3 +116,70 @@ def rotate_towards(w, theta, rng):
     u -= (u @ w) * w
     u /= np.linalg.norm(u)
     return np.cos(theta) * w + np.sin(theta) * u
+
+
+# --- metric losses: brute force over pairs and triplets -------------------
+
+
+def distance(a, b, kind):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if kind == "squared_euclidean":
+        return float(np.sum((a - b) ** 2))
+    if kind == "euclidean":
+        return float(np.sqrt(np.sum((a - b) ** 2)))
+    if kind == "cosine":
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        if na == 0 or nb == 0:
+            return 1.0
+        return float(1.0 - a @ b / (na * nb))
+    raise ValueError(kind)
+
+
+def contrastive(labels, x, margin, kind, weights=None, reduce="mean"):
+    n = len(labels)
+    weights = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    total = count = 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = distance(x[i], x[j], kind)
+            term = 0.5 * d**2 if labels[i] == labels[j] else 0.5 * max(0.0, margin - d) ** 2
+            total += weights[i] * weights[j] * term
+            count += weights[i] * weights[j]
+    return total if reduce == "sum" else (total / count if count > 0 else 0.0)
+
+
+def triplet(labels, x, margin, mining, kind, normalize, soft, weights=None, reduce="mean"):
+    n = len(labels)
+    x = np.asarray(x, np.float64)
+    if normalize:
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = np.where(norms > 0, x / np.where(norms > 0, norms, 1), 0)
+    weights = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    hinge = (lambda z: np.logaddexp(0.0, z)) if soft else (lambda z: max(0.0, z))
+    d = np.array([[0.0 if i == j else distance(x[i], x[j], kind) for j in range(n)] for i in range(n)])
+    positives = {a: [p for p in range(n) if p != a and labels[p] == labels[a]] for a in range(n)}
+    negatives = {a: [m for m in range(n) if labels[m] != labels[a]] for a in range(n)}
+    total = count = 0.0
+    for a in range(n):
+        if mining == "batch_hard":
+            if positives[a] and negatives[a]:
+                z = max(d[a, p] for p in positives[a]) - min(d[a, m] for m in negatives[a]) + margin
+                total += weights[a] * hinge(z)
+                count += weights[a]
+            continue
+        for p in positives[a]:
+            if not negatives[a]:
+                continue
+            if mining == "semi_hard":
+                farther = [d[a, m] for m in negatives[a] if d[a, m] > d[a, p]]
+                d_an = min(farther) if farther else max(d[a, m] for m in negatives[a])
+                total += weights[a] * weights[p] * hinge(d[a, p] - d_an + margin)
+                count += weights[a] * weights[p]
+            elif mining == "batch_all":
+                for m in negatives[a]:
+                    loss = hinge(d[a, p] - d[a, m] + margin)
+                    w = weights[a] * weights[p] * weights[m]
+                    total += w * loss
+                    count += w * (loss > 0)
+    return total if reduce == "sum" else (total / count if count > 0 else 0.0)

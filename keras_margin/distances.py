@@ -1,0 +1,56 @@
+"""Pairwise distances between embeddings, in `keras.ops`, safe at zero.
+
+Every function returns a float32 `(batch, batch)` matrix built from one
+matrix product, so memory is O(batch²) and nothing of shape
+`(batch, batch, dim)` is formed.
+"""
+
+from keras import ops
+
+from keras_margin import margins
+
+DISTANCES = ("squared_euclidean", "euclidean", "cosine")
+
+
+def safe_sqrt(x):
+    """sqrt(x) for x ≥ 0 whose gradient at 0 is 0 instead of inf/NaN.
+
+    Uses the double-`where` pattern: the square root never sees a zero, so
+    neither branch's gradient is NaN.
+    """
+    positive = x > 0.0
+    return ops.where(positive, ops.sqrt(ops.where(positive, x, 1.0)), 0.0)
+
+
+def pairwise_squared_euclidean(embeddings):
+    """‖x_i − x_j‖² as ‖x_i‖² − 2·x_i·x_j + ‖x_j‖², clipped at 0, diagonal exactly 0."""
+    x = ops.cast(embeddings, "float32")
+    squared_norms = ops.sum(ops.square(x), axis=-1)
+    gram = ops.matmul(x, ops.transpose(x))
+    distances = ops.expand_dims(squared_norms, 1) - 2.0 * gram + ops.expand_dims(squared_norms, 0)
+    off_diagonal = 1.0 - ops.eye(ops.shape(x)[0], dtype="float32")
+    return ops.maximum(distances, 0.0) * off_diagonal
+
+
+def pairwise_euclidean(embeddings):
+    """‖x_i − x_j‖ with a finite (zero) gradient where two embeddings coincide."""
+    return safe_sqrt(pairwise_squared_euclidean(embeddings))
+
+
+def pairwise_cosine_distance(embeddings):
+    """1 − cos(x_i, x_j), in [0, 2]; a zero embedding has distance 1 to all others."""
+    x = margins.l2_normalize(embeddings, axis=-1)
+    distances = 1.0 - ops.matmul(x, ops.transpose(x))
+    off_diagonal = 1.0 - ops.eye(ops.shape(x)[0], dtype="float32")
+    return ops.maximum(distances, 0.0) * off_diagonal
+
+
+def pairwise_distances(embeddings, distance="euclidean"):
+    """Dispatches to the pairwise distance named by `distance` (one of `DISTANCES`)."""
+    if distance == "squared_euclidean":
+        return pairwise_squared_euclidean(embeddings)
+    if distance == "euclidean":
+        return pairwise_euclidean(embeddings)
+    if distance == "cosine":
+        return pairwise_cosine_distance(embeddings)
+    raise ValueError(f"`distance` must be one of {DISTANCES}. Received: distance={distance!r}")
