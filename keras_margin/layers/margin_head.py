@@ -1,11 +1,11 @@
 """The common base of the margin heads: kernel, label handling, validation."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_margin import margins
-from keras_margin._validation import check_number, is_concrete
+from keras_margin._validation import check_number
+from keras_margin.layers.labels import check_label_shape, labels_to_one_hot
 
 
 class MarginHead(keras.layers.Layer):
@@ -57,21 +57,8 @@ class MarginHead(keras.layers.Layer):
 
     def compute_output_shape(self, embeddings_shape, labels_shape=None):
         if labels_shape is not None:
-            self._check_label_shape(tuple(labels_shape), tuple(embeddings_shape))
+            check_label_shape(labels_shape, embeddings_shape)
         return (embeddings_shape[0], self.num_classes)
-
-    @staticmethod
-    def _check_label_shape(labels_shape, embeddings_shape):
-        if not (len(labels_shape) == 1 or (len(labels_shape) == 2 and labels_shape[-1] == 1)):
-            raise ValueError(
-                f"`labels` must have shape (batch,) or (batch, 1). Received: labels.shape={labels_shape}"
-            )
-        batch, label_batch = embeddings_shape[0], labels_shape[0]
-        if batch is not None and label_batch is not None and batch != label_batch:
-            raise ValueError(
-                "`labels` and `embeddings` must have the same batch size. Received: "
-                f"labels.shape={labels_shape}, embeddings.shape={embeddings_shape}"
-            )
 
     # Helpers for subclasses -------------------------------------------------
 
@@ -86,36 +73,8 @@ class MarginHead(keras.layers.Layer):
         return margins.l2_norm(embeddings, axis=-1, keepdims=True)
 
     def target_one_hot(self, labels, embeddings):
-        """Validates `labels` and returns their float32 one-hot, `(batch, classes)`.
-
-        Accepts shape `(batch,)` or `(batch, 1)`, any integer dtype, or a float
-        tensor holding integers. Out-of-range labels raise when the values are
-        known (eager); inside a compiled function they give an all-zero row.
-        """
-        labels = ops.convert_to_tensor(labels)
-        self._check_label_shape(tuple(labels.shape), tuple(embeddings.shape))
-        labels = ops.reshape(labels, (-1,))
-        dtype = keras.backend.standardize_dtype(labels.dtype)
-        if "int" not in dtype and "float" not in dtype:
-            raise ValueError(f"`labels` must hold integer class ids. Received dtype {dtype}")
-        if is_concrete(labels):
-            self._check_label_values(ops.convert_to_numpy(labels))
-        labels = ops.cast(labels, "int32")
-        return ops.one_hot(labels, self.num_classes, dtype="float32")
-
-    def _check_label_values(self, labels):
-        labels = np.asarray(labels)
-        if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-            raise ValueError(
-                "`labels` must hold integer class ids; a float tensor is accepted only when its "
-                f"values are whole numbers. Received: {labels[labels != np.round(labels)][:10].tolist()}"
-            )
-        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-            bad = labels[(labels < 0) | (labels >= self.num_classes)]
-            raise ValueError(
-                f"`labels` must be class ids in [0, {self.num_classes}) (num_classes="
-                f"{self.num_classes}). Received out-of-range values: {bad[:10].tolist()}"
-            )
+        """float32 one-hot of the validated labels; see `labels_to_one_hot`."""
+        return labels_to_one_hot(labels, embeddings, self.num_classes)
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,54 @@
+"""Label handling shared by the layers that take `labels=`."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_margin._validation import is_concrete
+
+
+def check_label_shape(labels_shape, embeddings_shape):
+    """Raises unless labels are `(batch,)` or `(batch, 1)` with the embeddings' batch."""
+    labels_shape, embeddings_shape = tuple(labels_shape), tuple(embeddings_shape)
+    if not (len(labels_shape) == 1 or (len(labels_shape) == 2 and labels_shape[-1] == 1)):
+        raise ValueError(f"`labels` must have shape (batch,) or (batch, 1). Received: labels.shape={labels_shape}")
+    batch, label_batch = embeddings_shape[0], labels_shape[0]
+    if batch is not None and label_batch is not None and batch != label_batch:
+        raise ValueError(
+            "`labels` and `embeddings` must have the same batch size. Received: "
+            f"labels.shape={labels_shape}, embeddings.shape={embeddings_shape}"
+        )
+
+
+def labels_to_one_hot(labels, embeddings, num_classes):
+    """Validates `labels` and returns their float32 one-hot, `(batch, num_classes)`.
+
+    Accepts shape `(batch,)` or `(batch, 1)`, any integer dtype, or a float
+    tensor holding whole numbers. Out-of-range or fractional labels raise
+    when the values are known (eager); inside a compiled function they cannot
+    be checked, and an out-of-range label gives an all-zero row.
+    """
+    labels = ops.convert_to_tensor(labels)
+    check_label_shape(labels.shape, embeddings.shape)
+    labels = ops.reshape(labels, (-1,))
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    if "int" not in dtype and "float" not in dtype:
+        raise ValueError(f"`labels` must hold integer class ids. Received dtype {dtype}")
+    if is_concrete(labels):
+        check_label_values(ops.convert_to_numpy(labels), num_classes)
+    return ops.one_hot(ops.cast(labels, "int32"), num_classes, dtype="float32")
+
+
+def check_label_values(labels, num_classes):
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+        raise ValueError(
+            "`labels` must hold integer class ids; a float tensor is accepted only when its "
+            f"values are whole numbers. Received: {labels[labels != np.round(labels)][:10].tolist()}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise ValueError(
+            f"`labels` must be class ids in [0, {num_classes}) (num_classes={num_classes}). "
+            f"Received out-of-range values: {bad[:10].tolist()}"
+        )
