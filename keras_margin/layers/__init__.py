@@ -1,6 +1,7 @@
 """Keras layers of keras_margin: `NormalizedDense` and the margin heads."""
 
 from keras_margin.layers.arc_margin_head import ArcMarginHead
+from keras_margin.layers.center_loss_layer import CenterLossLayer
 from keras_margin.layers.combined_margin_head import CombinedMarginHead
 from keras_margin.layers.cos_margin_head import CosMarginHead
 from keras_margin.layers.large_margin_head import LargeMarginHead
@@ -9,6 +10,7 @@ from keras_margin.layers.sphere_margin_head import SphereMarginHead
 
 __all__ = [
     "ArcMarginHead",
+    "CenterLossLayer",
     "CombinedMarginHead",
     "CosMarginHead",
     "LargeMarginHead",
