@@ -59,3 +59,14 @@ def is_concrete(x):
 
         return not isinstance(x, jax.core.Tracer) and not keras.backend.is_keras_tensor(x)
     return not keras.backend.is_keras_tensor(x)
+
+
+def check_rank_2_shape(layer_name, shape, argument="embeddings"):
+    """Raises unless `shape` is `(batch, dim)` with a known dim; returns dim."""
+    shape = tuple(shape)
+    if len(shape) != 2 or shape[-1] is None:
+        raise ValueError(
+            f"{layer_name} expects `{argument}` of shape (batch, dim) with a known dim. "
+            f"Received: {argument}.shape={shape}"
+        )
+    return shape[-1]

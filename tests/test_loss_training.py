@@ -4,18 +4,14 @@ import keras
 import numpy as np
 import pytest
 
+import data_utils
 from keras_margin import losses
 
 NUM_CLASSES, INPUT_DIM = 5, 8
 
 
 def clustered_data(seed=0, per_class=40):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(NUM_CLASSES, INPUT_DIM)) * 2.0
-    labels = np.repeat(np.arange(NUM_CLASSES), per_class)
-    x = centers[labels] + rng.normal(size=(len(labels), INPUT_DIM))
-    order = rng.permutation(len(labels))
-    return x[order].astype("float32"), labels[order].astype("int32")
+    return data_utils.clustered_data(NUM_CLASSES, INPUT_DIM, per_class, spread=2.0, seed=seed)
 
 
 def embedder():

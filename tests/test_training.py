@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+import data_utils
 from keras_margin import layers
 
 NUM_CLASSES, INPUT_DIM = 6, 10
@@ -20,12 +21,7 @@ HEADS = {
 
 
 def clustered_data(seed=0, per_class=64):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(NUM_CLASSES, INPUT_DIM)) * 3.0
-    labels = np.repeat(np.arange(NUM_CLASSES), per_class)
-    x = centers[labels] + rng.normal(size=(len(labels), INPUT_DIM))
-    order = rng.permutation(len(labels))
-    return x[order].astype("float32"), labels[order].astype("int32")
+    return data_utils.clustered_data(NUM_CLASSES, INPUT_DIM, per_class, spread=3.0, seed=seed)
 
 
 def training_and_inference_models(head):

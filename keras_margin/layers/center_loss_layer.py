@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_margin._distribute import cross_replica_sum, in_multi_replica_context
-from keras_margin._validation import check_number
+from keras_margin._validation import check_number, check_rank_2_shape
 from keras_margin.layers.labels import check_label_shape, labels_to_one_hot
 
 
@@ -75,15 +75,10 @@ class CenterLossLayer(keras.layers.Layer):
         self._per_thread = threading.local()
 
     def build(self, embeddings_shape):
-        embeddings_shape = tuple(embeddings_shape)
-        if len(embeddings_shape) != 2 or embeddings_shape[-1] is None:
-            raise ValueError(
-                "CenterLossLayer expects `embeddings` of shape (batch, dim) with a known dim. "
-                f"Received: embeddings.shape={embeddings_shape}"
-            )
+        dim = check_rank_2_shape("CenterLossLayer", embeddings_shape)
         self.centers = self.add_weight(
             name="centers",
-            shape=(self.num_classes, embeddings_shape[-1]),
+            shape=(self.num_classes, dim),
             initializer=self.centers_initializer,
             trainable=False,
             # "mean" makes the assign a cross-replica barrier: no replica overwrites
@@ -91,7 +86,7 @@ class CenterLossLayer(keras.layers.Layer):
             # identical updates, so their mean is that update.
             aggregation="mean",
         )
-        self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: embeddings_shape[-1]})
+        self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: dim})
         self.built = True
 
     def call(self, embeddings, labels=None, training=None):

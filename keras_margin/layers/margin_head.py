@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_margin import margins
-from keras_margin._validation import check_number
+from keras_margin._validation import check_number, check_rank_2_shape
 from keras_margin.layers.labels import check_label_shape, labels_to_one_hot
 
 
@@ -38,13 +38,7 @@ class MarginHead(keras.layers.Layer):
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
 
     def build(self, embeddings_shape):
-        embeddings_shape = tuple(embeddings_shape)
-        if len(embeddings_shape) != 2 or embeddings_shape[-1] is None:
-            raise ValueError(
-                f"{self.__class__.__name__} expects `embeddings` of shape (batch, dim) with a "
-                f"known dim. Received: embeddings.shape={embeddings_shape}"
-            )
-        dim = embeddings_shape[-1]
+        dim = check_rank_2_shape(type(self).__name__, embeddings_shape)
         self.kernel = self.add_weight(
             name="kernel",
             shape=(dim, self.num_classes * self.num_subcenters),
@@ -111,7 +105,7 @@ class ScaledCosineHead(MarginHead):
         self.scale = check_number("scale", scale, low=0.0, low_open=True)
 
     def margin_target(self, cos_target):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define margin_target(cos_target)")
 
     def call(self, embeddings, labels=None, training=None):
         cos = self.cosines(embeddings)

@@ -50,7 +50,7 @@ class MultiplicativeMarginHead(MarginHead):
         )
 
     def logit_radius(self, embeddings):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define logit_radius(embeddings)")
 
     def lambda_at(self, step):
         """λ after `step` training steps, as a float32 tensor."""

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_margin import margins
-from keras_margin._validation import check_number
+from keras_margin._validation import check_number, check_rank_2_shape
 
 
 @keras.saving.register_keras_serializable(package="keras_margin")
@@ -60,20 +60,15 @@ class NormalizedDense(keras.layers.Layer):
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 2 or input_shape[-1] is None:
-            raise ValueError(
-                "NormalizedDense expects inputs of shape (batch, input_dim) with a known "
-                f"input_dim. Received: inputs.shape={input_shape}"
-            )
+        input_dim = check_rank_2_shape("NormalizedDense", input_shape, argument="inputs")
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(input_shape[-1], self.units),
+            shape=(input_dim, self.units),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
-        self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: input_shape[-1]})
+        self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: input_dim})
         self.built = True
 
     def call(self, inputs):

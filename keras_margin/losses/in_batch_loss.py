@@ -66,7 +66,7 @@ class InBatchLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def totals(self, labels, embeddings, weights):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define totals(labels, embeddings, weights)")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         labels, embeddings, weights = prepare_inputs(y_true, y_pred, sample_weight)
