@@ -3,8 +3,6 @@
 import math
 import numbers
 
-import keras
-
 
 def check_number(name, value, *, low=None, high=None, low_open=False, high_open=False, integer=False):
     """Raises a ValueError naming `name` unless `value` lies in the given range.
@@ -45,20 +43,6 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
     return value
-
-
-def is_concrete(x):
-    """True when `x` holds values now (eager), False while tracing a graph."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.executing_eagerly() and not keras.backend.is_keras_tensor(x)
-    if backend == "jax":
-        import jax
-
-        return not isinstance(x, jax.core.Tracer) and not keras.backend.is_keras_tensor(x)
-    return not keras.backend.is_keras_tensor(x)
 
 
 def check_rank_2_shape(layer_name, shape, argument="embeddings"):

@@ -33,3 +33,21 @@ def loss_gradients(layer, x, labels, loss_fn):
         grads = jax.grad(value, argnums=(0, 1))(x, layer.kernel.value)
         return np.asarray(grads[0]), np.asarray(grads[1])
     raise NotImplementedError(f"loss_gradients() supports tensorflow and jax, not {backend}")
+
+
+def input_gradient(loss, labels, x):
+    """Gradient of the scalar `loss(labels, x)` with respect to `x`, as NumPy."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = loss(labels, x)
+        return np.asarray(tape.gradient(value, x))
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda e: loss(labels, e))(x))
+    raise NotImplementedError(f"input_gradient() supports tensorflow and jax, not {backend}")

@@ -41,7 +41,7 @@ def angles_near(m):
     return near_zero + near_limit + near_pi
 
 
-# (factory, reference(x, kernel, labels), scale used to compare in cosine units)
+# (constructor kwargs, the fallback the reference applies)
 ARC_CASES = [
     (dict(scale=64.0, margin=0.5, fallback=fb), fb) for fb in ("continuous", "insightface", "easy", "none")
 ]

@@ -92,6 +92,8 @@ def test_loss_round_trips_through_keras_file(tmp_path, name):
     (lambda: losses.TripletLoss(normalize="yes"), "normalize"),
     (lambda: losses.TripletLoss(reduction="none"), "reduction"),
     (lambda: losses.ContrastiveLoss(reduction=None), "reduction"),
+    (lambda: losses.triplet_loss(np.array([0, 1]), np.ones((2, 3), "float32"), reduction="none"), "reduction"),
+    (lambda: losses.batch_contrastive_loss(np.array([0, 1]), np.ones((2, 3), "float32"), reduction="avg"), "reduction"),
 ])
 def test_bad_loss_arguments(make, argument):
     with pytest.raises(ValueError, match=argument):

@@ -4,7 +4,19 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_margin._validation import is_concrete
+
+def is_concrete(x):
+    """True when `x` holds values now (eager), False while tracing a graph."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly() and not keras.backend.is_keras_tensor(x)
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer) and not keras.backend.is_keras_tensor(x)
+    return not keras.backend.is_keras_tensor(x)
 
 
 def check_label_shape(labels_shape, embeddings_shape):

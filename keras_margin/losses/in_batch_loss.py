@@ -45,6 +45,7 @@ def prepare_inputs(labels, embeddings, sample_weight=None):
 
 def reduce_totals(total, weight, reduction):
     """Weighted mean `total / weight` (0 when nothing is counted), or the sum."""
+    check_choice("reduction", reduction, REDUCTIONS)
     if reduction == "sum":
         return total
     return total / ops.maximum(weight, 1e-12)
