@@ -1,0 +1,104 @@
+"""Identity datasets from tensorflow-datasets names and from identity folders."""
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_margin.data.folder_builder import IdentityFolder
+from keras_margin.data.identity_dataset import IdentityDataset
+
+
+def from_tfds(
+    name,
+    split="train",
+    data_dir=None,
+    download=True,
+    manual_dir=None,
+    image_key="image",
+    label_key="label",
+):
+    """An `IdentityDataset` from a tensorflow-datasets dataset.
+
+    Works with any tfds dataset whose label is a `ClassLabel` (`mnist`,
+    `vgg_face2`, ...) or a text name (`lfw`: the identities are then the
+    distinct names, sorted). Offline, point `data_dir` at a prepared copy and
+    pass `download=False` to fail fast instead of trying the network.
+
+    Args:
+        name: tfds name, e.g. `"mnist"`, `"lfw"`, `"vgg_face2"`.
+        split: tfds split string (`"train"`, `"test"`, `"train[:10%]"`, ...).
+        data_dir: tfds `data_dir`.
+        download: call `download_and_prepare` first (a no-op when prepared).
+        manual_dir: where manually downloaded archives are, for datasets
+            such as `vgg_face2` that cannot be downloaded automatically.
+        image_key, label_key: feature names of the image and the identity.
+    """
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download:
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+        builder.download_and_prepare(download_config=config)
+    features = builder.info.features
+    for key in (image_key, label_key):
+        if key not in features:
+            raise ValueError(f"{name!r} has no feature {key!r}; its features are {list(features.keys())}.")
+    dataset = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={image_key: tfds.decode.SkipDecoding()}
+    )
+    records = dataset.map(lambda example: (example[image_key], example[label_key]))
+    label_feature = features[label_key]
+    if isinstance(label_feature, tfds.features.ClassLabel):
+        class_names = label_feature.names
+        records = records.map(lambda image, label: (image, tf.cast(label, tf.int32)))
+    elif isinstance(label_feature, tfds.features.Text):
+        records, class_names = _integer_labels(records)
+    else:
+        raise ValueError(
+            f"The {label_key!r} feature of {name!r} must be a ClassLabel or Text. Received: {label_feature}"
+        )
+    return IdentityDataset(
+        records, class_names, decode_image=features[image_key].decode_example, name=f"{name}/{split}"
+    )
+
+
+def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=False):
+    """An `IdentityDataset` from a folder with one sub-folder per identity.
+
+    The folder is prepared once into tfds record files by `IdentityFolder`
+    (in `data_dir`, tfds' default when `None`) and read from there; pass
+    `rebuild=True` after the folder changed.
+
+    Args:
+        root_dir: `root_dir/<identity>/<image>`.
+        data_dir: tfds `data_dir` for the prepared copy.
+        channels: 1 (grayscale) or 3 (RGB).
+        config_name: name of the prepared copy (default: the folder's name).
+        rebuild: prepare again even if a prepared copy exists.
+    """
+    builder = IdentityFolder(root_dir, channels=channels, config_name=config_name, data_dir=data_dir)
+    config = None
+    if rebuild:
+        config = tfds.download.DownloadConfig(download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD)
+    builder.download_and_prepare(download_config=config)
+    dataset = builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    records = dataset.map(lambda example: (example["image"], tf.cast(example["label"], tf.int32)))
+    return IdentityDataset(
+        records,
+        builder.info.features["label"].names,
+        decode_image=builder.info.features["image"].decode_example,
+        name=builder.info.full_name,
+    )
+
+
+def _integer_labels(records):
+    """Replaces text labels by their index among the sorted distinct names (one pass over the labels)."""
+    names = set()
+    for batch in records.map(lambda image, label: label).batch(4096).as_numpy_iterator():
+        names.update(batch.tolist())
+    class_names = sorted(names)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(class_names, tf.string), tf.range(len(class_names), dtype=tf.int32)
+        ),
+        default_value=-1,
+    )
+    records = records.map(lambda image, label: (image, table.lookup(label)))
+    return records, [n.decode("utf-8") for n in class_names]
