@@ -1,0 +1,85 @@
+"""Matplotlib figures of embeddings (needs the optional `matplotlib`).
+
+`feature_scatter` draws 2-D or 3-D features coloured by class, optionally
+projected onto the unit circle / sphere, with the class-weight directions of a
+head. Functions return the matplotlib `Figure`; `save_figure` writes a PNG.
+"""
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("keras_margin.plot needs matplotlib: pip install matplotlib") from error
+    return plt
+
+
+def feature_scatter(embeddings, labels, class_weights=None, normalize=False, ax=None, title=None,
+                    max_points=5000, seed=0):
+    """Scatter of 2-D or 3-D features coloured by class.
+
+    Args:
+        embeddings: array `(num_examples, 2 or 3)`.
+        labels: integer array `(num_examples,)`.
+        class_weights: optional `(dim, num_classes)` kernel of a head; each
+            class weight is drawn as a line from the origin in its class colour.
+        normalize: project the features onto the unit circle / sphere (the
+            space cosine-margin heads work in), with the circle drawn.
+        ax: a matplotlib Axes (a 3-D one for 3-D features); a new figure when `None`.
+        title: axes title.
+        max_points: plot at most this many points (a seeded random subset).
+        seed: seed of that subset.
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    plt = _pyplot()
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1).astype(int)
+    if embeddings.ndim != 2 or embeddings.shape[1] not in (2, 3) or len(labels) != len(embeddings):
+        raise ValueError(
+            "`embeddings` must have shape (n, 2) or (n, 3) and `labels` shape (n,). "
+            f"Received: {embeddings.shape} and {labels.shape}"
+        )
+    dim = embeddings.shape[1]
+    if len(embeddings) > max_points:
+        keep = np.random.default_rng(seed).choice(len(embeddings), max_points, replace=False)
+        embeddings, labels = embeddings[keep], labels[keep]
+    if normalize:
+        embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    if ax is None:
+        figure = plt.figure(figsize=(5, 5))
+        ax = figure.add_subplot(projection="3d" if dim == 3 else None)
+    num_classes = max(int(labels.max()) + 1 if labels.size else 0,
+                      0 if class_weights is None else np.shape(class_weights)[1])
+    colours = plt.get_cmap("tab10" if num_classes <= 10 else "tab20")(np.arange(num_classes) % 20)
+    ax.scatter(*embeddings.T, c=colours[labels], s=2, alpha=0.5, linewidths=0)
+    extent = 1.0 if normalize else float(np.percentile(np.linalg.norm(embeddings, axis=1), 99)) or 1.0
+    if class_weights is not None:
+        weights = np.asarray(class_weights, dtype=np.float64)
+        weights = weights / np.maximum(np.linalg.norm(weights, axis=0, keepdims=True), 1e-12) * extent * 1.1
+        for j in range(weights.shape[1]):
+            ax.plot(*[[0.0, w] for w in weights[:, j]], color=colours[j], linewidth=1.5)
+    if normalize and dim == 2:
+        t = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(t), np.sin(t), color="0.7", linewidth=0.5)
+    if dim == 2:
+        ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=6)
+    return ax.figure
+
+
+def save_figure(figure, path, dpi=120):
+    """Writes `figure` to `path` (PNG by its extension) and closes it."""
+    plt = _pyplot()
+    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return path
