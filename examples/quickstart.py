@@ -23,10 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
 
 import keras_margin  # noqa: E402
+from keras_margin import data  # noqa: E402
+from mnist_cnn import mnist_embedding_network  # noqa: E402  (examples/mnist_cnn.py)
 
 NUM_CLASSES = 10
 
@@ -44,41 +44,13 @@ def parse_args():
     return parser.parse_args()
 
 
-def mnist(split, data_dir, batch_size, max_examples=None, shuffle=False):
-    """Batches of `((image, label), label)`: the labels feed both the head and the loss."""
-    ds = tfds.load("mnist", split=split, data_dir=data_dir, as_supervised=True)
-    if max_examples:
-        ds = ds.take(max_examples)
-    if shuffle:
-        ds = ds.shuffle(10_000, seed=0)
-
-    def to_inputs(image, label):
-        image = tf.cast(image, tf.float32) / 127.5 - 1.0
-        label = tf.cast(label, tf.int32)
-        return (image, label), label
-
-    return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def embedding_network(embedding_dim=64):
-    images = keras.Input((28, 28, 1), name="images")
-    x = keras.layers.Conv2D(32, 3, activation="relu")(images)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(64, 3, activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(128, activation="relu")(x)
-    embeddings = keras.layers.Dense(embedding_dim, name="embedding")(x)
-    return keras.Model(images, embeddings, name="embedder")
-
-
 def main():
     args = parse_args()
     keras.utils.set_random_seed(args.seed)
     output_dir = pathlib.Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    embedder = embedding_network()
+    embedder = mnist_embedding_network(64)
     head = keras_margin.layers.ArcMarginHead(NUM_CLASSES, scale=args.scale, margin=args.margin, name="arcface")
     images = keras.Input((28, 28, 1), name="images")
     labels = keras.Input((), dtype="int32", name="labels")
@@ -91,8 +63,12 @@ def main():
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
     )
-    train = mnist("train", args.data_dir, args.batch_size, args.max_examples, shuffle=True)
-    test = mnist("test", args.data_dir, args.batch_size)
+    train = data.from_tfds("mnist", split="train", data_dir=args.data_dir)
+    if args.max_examples:
+        train = train.take(args.max_examples)
+    train = train.batches(args.batch_size, preprocess=data.scale_to_unit_range, shuffle_buffer=10_000, seed=args.seed)
+    test = data.from_tfds("mnist", split="test", data_dir=args.data_dir)
+    test = test.batches(args.batch_size, preprocess=data.scale_to_unit_range)  # ((images, labels), labels)
     train_model.fit(train, epochs=args.epochs, verbose=2)
 
     test_images = test.map(lambda inputs, label: inputs[0])
