@@ -1,5 +1,6 @@
 """The examples run end to end (on the offline MNIST in ../shared/data when present)."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -37,3 +38,61 @@ def test_quickstart_trains_saves_and_reloads(tmp_path):
     assert float(accuracy_line.split()[-1]) > 0.6, result.stdout
     assert "identical margin logits = True" in result.stdout
     assert (tmp_path / "embedder.keras").is_file()
+
+
+ORL_DIR = ROOT.parent / "shared" / "data" / "faces" / "orl"
+HAVE_MNIST = (TFDS_DIR / "mnist").is_dir()
+MNIST_ARGS = ["--data-dir", str(TFDS_DIR)] if HAVE_MNIST else ["--mock-data"]
+
+
+@pytest.mark.parametrize("name", ["feature_geometry.py", "train_faces.py", "triplet_pk.py"])
+def test_examples_help(name):
+    result = run_example(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--smoke" in result.stdout and "--data-dir" in result.stdout
+
+
+def test_feature_geometry_smoke(tmp_path):
+    # every loss, 2-D and 3-D, a few steps each; XLA is covered by the layer tests and costs a compile per model
+    result = run_example("feature_geometry.py", "--smoke", "--no-jit-compile", "--output-dir", str(tmp_path), *MNIST_ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("train s")[1].strip().split("\n\n")[0].splitlines()
+    assert len(table) == 6 + 3  # six losses in 2-D, three angular heads in 3-D
+    for row in table:
+        accuracy, intra, inter = (float(v) for v in row.split()[-4:-1])
+        assert 0 <= accuracy <= 1 and 0 <= intra <= 180 and 0 < inter <= 180, row
+    figure = tmp_path / "feature_geometry.png"
+    assert figure.stat().st_size > 50_000  # 15 panels of scatter plots
+
+
+@pytest.mark.skipif(not ORL_DIR.is_dir(), reason=f"ORL faces not found at {ORL_DIR}")
+def test_train_faces_on_orl_with_center_loss_exports_a_savedmodel(tmp_path):
+    result = run_example(
+        "train_faces.py", "--data", str(ORL_DIR), "--channels", "1", "--data-dir", str(tmp_path / "tfds"),
+        "--head", "cosface", "--center-loss", "--smoke", "--output-dir", str(tmp_path / "out"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["training_identities"] == 32 and len(report["held_out_identities"]) == 8
+    assert 0 <= report["verification"]["accuracy"] <= 1
+    assert set(report["verification"]["tar_at_far"]) == {"0.001", "0.01"}
+    assert report["saved_model_max_abs_difference"] < 1e-5
+    assert (tmp_path / "out" / "embedder_savedmodel" / "saved_model.pb").is_file()
+    assert "center_loss" in report["history"]
+
+
+def test_train_faces_triplet_on_mock_tfds(tmp_path):
+    result = run_example(
+        "train_faces.py", "--data", "mnist", "--mock-data", "--triplet", "--channels", "1", "--smoke",
+        "--identities-per-batch", "4", "--images-per-identity", "2", "--output-dir", str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["args"]["triplet"] and report["training_identities"] == 8
+    assert report["saved_model_max_abs_difference"] < 1e-5
+
+
+def test_triplet_pk_smoke():
+    result = run_example("triplet_pk.py", "--smoke", *MNIST_ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "held-out digits" in result.stdout and "AUC" in result.stdout
