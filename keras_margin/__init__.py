@@ -3,8 +3,13 @@
 The margin heads (ArcFace, CosFace, SphereFace, L-Softmax, combined) live in
 `keras_margin.layers` and are re-exported here; their math is in
 `keras_margin.margins`. Metric losses (contrastive, triplet) are in
-`keras_margin.losses`.
+`keras_margin.losses`. Input pipelines (`keras_margin.data`), evaluation
+(`keras_margin.metrics`) and figures (`keras_margin.plot`) are imported on
+first use, so `import keras_margin` does not load tensorflow-datasets or
+matplotlib.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
@@ -27,8 +32,19 @@ __all__ = [
     "LargeMarginHead",
     "NormalizedDense",
     "SphereMarginHead",
+    "data",
     "distances",
     "layers",
     "losses",
     "margins",
+    "metrics",
+    "plot",
 ]
+
+_LAZY_MODULES = ("data", "metrics", "plot")
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"keras_margin.{name}")
+    raise AttributeError(f"module 'keras_margin' has no attribute {name!r}")

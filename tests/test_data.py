@@ -391,3 +391,42 @@ def test_random_flip_mirrors_about_half_the_time():
 def test_bad_image_size(size):
     with pytest.raises(ValueError, match="image_size"):
         data.face_preprocessing(image_size=size)
+
+
+def test_head_batches_fit_a_model_with_a_labels_input():
+    import keras
+
+    import keras_margin
+
+    with tfds.testing.mock_data(num_examples=64):
+        dataset = data.from_tfds("mnist", data_dir="/nonexistent")
+        batches = dataset.batches(16, preprocess=data.scale_to_unit_range, drop_remainder=True)
+        images = keras.Input((28, 28, 1))
+        labels = keras.Input((), dtype="int32")
+        embeddings = keras.layers.Dense(8)(keras.layers.Flatten()(images))
+        logits = keras_margin.ArcMarginHead(dataset.num_classes, scale=8.0)(embeddings, labels=labels)
+        model = keras.Model([images, labels], logits)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+        history = model.fit(batches, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+
+
+def test_take_keeps_identities_and_order():
+    images, labels = indexed_arrays([3, 4, 5])
+    dataset = data.IdentityDataset.from_arrays(images, labels, class_names=["a", "b", "c"])
+    first = dataset.take(5)
+    assert first.class_names == ["a", "b", "c"]
+    np.testing.assert_array_equal(first.labels(), labels[:5])
+
+
+def test_lazy_submodules_do_not_load_tfds_on_import():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, keras_margin; assert 'tensorflow_datasets' not in sys.modules; "
+        "keras_margin.data.pk_batches; keras_margin.metrics.verification_report; "
+        "assert 'tensorflow_datasets' in sys.modules; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -86,6 +86,11 @@ class IdentityDataset:
 
         return self.records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
+    def take(self, num_images):
+        """The first `num_images` records (all identities keep their labels)."""
+        num_images = check_number("num_images", num_images, low=0, integer=True)
+        return IdentityDataset(self.records.take(num_images), self.class_names, self.decode_image, self.name)
+
     def labels(self):
         """All labels, in record order, as a NumPy int32 array (one pass, images not decoded)."""
         labels = self.records.map(lambda image, label: label).batch(4096)
