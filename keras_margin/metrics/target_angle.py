@@ -1,0 +1,109 @@
+"""`TargetAngle`: a streaming Keras metric of the angle between features and their class weights."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_margin.layers.margin_head import ScaledCosineHead
+from keras_margin.layers.normalized_dense import NormalizedDense
+
+_BISECTION_STEPS = 40  # halves [-1, 1] down to 2·2⁻⁴⁰ ≈ 2e-12, below float32 resolution
+
+
+@keras.saving.register_keras_serializable(package="keras_margin")
+class TargetAngle(keras.metrics.Metric):
+    """Mean angle θ_y, in degrees, between each embedding and its class weight.
+
+    Computed from a head's logits and the labels, so it goes in
+    `model.compile(metrics=[...])` of the model whose output is the head's.
+    With `head`, the margin logits of a scaled head (ArcFace, CosFace,
+    combined) are mapped back to cos θ_y: the target logit is
+    `s · margin_target(cos θ_y)`, which increases with cos θ_y under the
+    default `fallback="continuous"`, and is inverted by bisection with the
+    head's own margin function. Without `head`, the logits are taken as plain
+    `s · cos θ_j` (a `NormalizedDense`, or a head called without labels).
+    Over a dataset the result equals
+    `keras_margin.metrics.intra_class_angle(embeddings, labels, head.kernel)`.
+
+    Heads whose logits carry the embedding norm (`SphereMarginHead`,
+    `LargeMarginHead`) cannot be inverted and are rejected.
+
+    Args:
+        head: the `ArcMarginHead`, `CosMarginHead` or `CombinedMarginHead`
+            (or a `NormalizedDense`) producing the logits; its `scale` is used.
+        scale: the logits' scale s when no head is given.
+        name: metric name (the History key), default `"target_angle"`.
+
+    Example:
+
+    >>> head = keras_margin.ArcMarginHead(num_classes)
+    >>> model = keras.Model([images, labels], head(embedder(images), labels=labels))
+    >>> model.compile(loss=..., metrics=[keras_margin.metrics.TargetAngle(head)])
+    """
+
+    def __init__(self, head=None, scale=None, name="target_angle", dtype="float32"):
+        super().__init__(name=name, dtype=dtype)
+        if head is not None and not isinstance(head, (ScaledCosineHead, NormalizedDense)):
+            raise ValueError(
+                "`head` must be a head with a fixed scale (ArcMarginHead, CosMarginHead, "
+                f"CombinedMarginHead) or a NormalizedDense. Received: head={type(head).__name__}; heads "
+                "whose logits carry the embedding norm (SphereMarginHead, LargeMarginHead) cannot be "
+                "inverted to angles"
+            )
+        if head is None and scale is None:
+            raise ValueError("Pass `head`, or `scale` for plain scaled-cosine logits.")
+        if head is not None and scale is not None:
+            raise ValueError("Pass `head` or `scale`, not both: the head's scale is used.")
+        self.head = head
+        self.scale = float(head.scale if head is not None else scale)
+        if not self.scale > 0:
+            raise ValueError(f"`scale` must be > 0. Received: scale={scale!r}")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def _target_cosine(self, target_logit):
+        value = target_logit / self.scale
+        if not isinstance(self.head, ScaledCosineHead):
+            return ops.clip(value, -1.0, 1.0)
+        low, high = -ops.ones_like(value), ops.ones_like(value)
+        for _ in range(_BISECTION_STEPS):
+            middle = (low + high) / 2.0
+            too_small = self.head.margin_target(middle) < value
+            low = ops.where(too_small, middle, low)
+            high = ops.where(too_small, high, middle)
+        return (low + high) / 2.0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        logits = ops.cast(y_pred, "float32")
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1, 1))
+        target_logit = ops.take_along_axis(logits, labels, axis=1)[:, 0]
+        angles = ops.arccos(self._target_cosine(target_logit)) * (180.0 / math.pi)
+        if sample_weight is None:
+            weights = ops.ones_like(angles)
+        else:
+            weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        self.total.assign_add(ops.sum(angles * weights))
+        self.count.assign_add(ops.sum(weights))
+
+    def result(self):
+        return ops.divide_no_nan(self.total, self.count)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        config = {"name": self.name, "dtype": self.dtype}
+        if self.head is not None:
+            config["head"] = keras.saving.serialize_keras_object(self.head)
+        else:
+            config["scale"] = self.scale
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("head") is not None:
+            config["head"] = keras.saving.deserialize_keras_object(config["head"])
+        return cls(**config)
