@@ -4,8 +4,8 @@ The margin heads (ArcFace, CosFace, SphereFace, L-Softmax, combined) live in
 `keras_margin.layers` and are re-exported here; their math is in
 `keras_margin.margins`. Metric losses (contrastive, triplet) are in
 `keras_margin.losses`. Input pipelines (`keras_margin.data`), evaluation
-(`keras_margin.metrics`) and figures (`keras_margin.plot`) are imported on
-first use, so `import keras_margin` does not load tensorflow-datasets or
+(`keras_margin.metrics`, `keras_margin.callbacks`) and figures
+(`keras_margin.plot`) are imported on first use, so `import keras_margin` does not load tensorflow-datasets or
 matplotlib.
 """
 
@@ -32,6 +32,7 @@ __all__ = [
     "LargeMarginHead",
     "NormalizedDense",
     "SphereMarginHead",
+    "callbacks",
     "data",
     "distances",
     "layers",
@@ -41,7 +42,7 @@ __all__ = [
     "plot",
 ]
 
-_LAZY_MODULES = ("data", "metrics", "plot")
+_LAZY_MODULES = ("callbacks", "data", "metrics", "plot")
 
 
 def __getattr__(name):
