@@ -1,8 +1,11 @@
-"""Matplotlib figures of embeddings (needs the optional `matplotlib`).
+"""Matplotlib figures of embeddings and verification results (needs the optional `matplotlib`).
 
-`feature_scatter` draws 2-D or 3-D features coloured by class, optionally
-projected onto the unit circle / sphere, with the class-weight directions of a
-head. Functions return the matplotlib `Figure`; `save_figure` writes a PNG.
+- `feature_scatter`: 2-D or 3-D features coloured by class, optionally
+  projected onto the unit circle / sphere, with a head's class-weight directions;
+- `roc_figure`: ROC curves with a log-scale false-accept axis;
+- `pair_angle_histogram`: angles of same-identity and different-identity pairs.
+
+Functions return the matplotlib `Figure`; `save_figure` writes a PNG.
 """
 
 import numpy as np
@@ -74,6 +77,76 @@ def feature_scatter(embeddings, labels, class_weights=None, normalize=False, ax=
     if title:
         ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=6)
+    return ax.figure
+
+
+def roc_figure(reports, ax=None, min_far=None):
+    """ROC curves (TAR against FAR, FAR on a log axis) of one or more verification reports.
+
+    Args:
+        reports: a `verification_report` dict, or a dict name → report for
+            several curves.
+        ax: a matplotlib Axes; a new figure when `None`.
+        min_far: left end of the FAR axis (default: 1 / number of
+            different-identity pairs, the smallest FAR that can be measured).
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    plt = _pyplot()
+    if "roc" in reports:
+        reports = {"": reports}
+    if ax is None:
+        figure = plt.figure(figsize=(5, 4))
+        ax = figure.add_subplot()
+    smallest = 1.0
+    for name, report in reports.items():
+        fpr, tpr = np.asarray(report["roc"]["fpr"]), np.asarray(report["roc"]["tpr"])
+        positive = fpr > 0
+        smallest = min(smallest, float(fpr[positive].min()) if positive.any() else 1.0)
+        label = f"{name} (AUC {report['auc']:.4f})" if name else f"AUC {report['auc']:.4f}"
+        ax.step(fpr[positive], tpr[positive], where="post", label=label)
+    ax.set_xscale("log")
+    ax.set_xlim(min_far or smallest, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return ax.figure
+
+
+def pair_angle_histogram(embeddings1, embeddings2, same, bins=60, ax=None, threshold=None):
+    """Histograms of the angle (degrees) between the embeddings of same and of different pairs.
+
+    Args:
+        embeddings1, embeddings2: arrays `(num_pairs, dim)`.
+        same: bool array `(num_pairs,)`.
+        bins: histogram bins over [0°, 180°].
+        ax: a matplotlib Axes; a new figure when `None`.
+        threshold: optional cosine-similarity threshold (e.g. a report's
+            `threshold`), drawn as a vertical line at its angle.
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    from keras_margin.metrics.verification import pair_scores
+
+    plt = _pyplot()
+    same = np.asarray(same, dtype=bool)
+    angles = np.degrees(np.arccos(np.clip(pair_scores(embeddings1, embeddings2), -1.0, 1.0)))
+    if ax is None:
+        figure = plt.figure(figsize=(5, 3.5))
+        ax = figure.add_subplot()
+    edges = np.linspace(0.0, 180.0, bins + 1)
+    ax.hist(angles[same], bins=edges, alpha=0.6, label=f"same identity ({same.sum()})", density=True)
+    ax.hist(angles[~same], bins=edges, alpha=0.6, label=f"different identities ({(~same).sum()})", density=True)
+    if threshold is not None:
+        ax.axvline(np.degrees(np.arccos(np.clip(threshold, -1.0, 1.0))), color="k", linestyle="--",
+                   linewidth=1, label="threshold")
+    ax.set_xlabel("angle between the pair's embeddings (degrees)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
     return ax.figure
 
 

@@ -35,3 +35,35 @@ def test_feature_scatter_subsamples_and_rejects_bad_shapes(rng):
     assert len(figure.axes[0].collections[0].get_offsets()) == 100
     with pytest.raises(ValueError, match=r"\(n, 2\) or \(n, 3\)"):
         plot.feature_scatter(rng.normal(size=(10, 4)), np.zeros(10, int))
+
+
+def test_roc_figure_log_far_axis(tmp_path, rng):
+    from keras_margin.metrics import verification_report
+
+    a, b = rng.normal(size=(2, 400, 8))
+    same = rng.random(400) < 0.5
+    b[same] = a[same] + 0.7 * rng.normal(size=(same.sum(), 8))
+    report = verification_report(a, b, same)
+    figure = plot.roc_figure({"model A": report, "model B": verification_report(a, b[::-1], same)})
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.lines) == 2
+    assert ax.get_xlim()[0] == pytest.approx(1 / (~same).sum())  # the smallest measurable FAR
+    assert "AUC" in ax.get_legend().get_texts()[0].get_text()
+    path = plot.save_figure(plot.roc_figure(report), tmp_path / "roc.png")
+    assert len(path.read_bytes()) > 10_000
+
+
+def test_pair_angle_histogram(tmp_path, rng):
+    a, b = rng.normal(size=(2, 300, 8))
+    same = np.arange(300) < 100
+    b[same] = a[same] + 0.2 * rng.normal(size=(100, 8))
+    figure = plot.pair_angle_histogram(a, b, same, bins=30, threshold=0.5)
+    ax = figure.axes[0]
+    assert len(ax.patches) == 60  # two histograms of 30 bars
+    heights = np.array([p.get_height() for p in ax.patches])
+    centers = np.array([p.get_x() + p.get_width() / 2 for p in ax.patches])
+    mean_same = np.average(centers[:30], weights=heights[:30])
+    mean_different = np.average(centers[30:], weights=heights[30:])
+    assert mean_same < 30 < 75 < mean_different  # near pairs at small angles, random pairs near 90°
+    assert ax.lines[0].get_xdata()[0] == pytest.approx(60.0)  # arccos(0.5)
+    assert len(plot.save_figure(figure, tmp_path / "angles.png").read_bytes()) > 10_000
