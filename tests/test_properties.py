@@ -73,7 +73,8 @@ def make_rows(seed, kinds, labels, kernel):
 
 def plain_reference(head, x, kernel):
     """Plain logits from float64 NumPy, for the rows with a well-defined direction."""
-    cos = reference.cosines(x, kernel, head.num_subcenters if hasattr(head, "num_subcenters") else 1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # zero rows have no direction
+        cos = reference.cosines(x, kernel, head.num_subcenters if hasattr(head, "num_subcenters") else 1)
     if isinstance(head, keras_margin.LargeMarginHead):
         return (x.astype(np.float64) @ kernel.astype(np.float64))
     if isinstance(head, keras_margin.SphereMarginHead):
