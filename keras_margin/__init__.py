@@ -4,8 +4,9 @@ The margin heads (ArcFace, CosFace, SphereFace, L-Softmax, combined) live in
 `keras_margin.layers` and are re-exported here; their math is in
 `keras_margin.margins`. Metric losses (contrastive, triplet) are in
 `keras_margin.losses`. Input pipelines (`keras_margin.data`), evaluation
-(`keras_margin.metrics`, `keras_margin.callbacks`) and figures
-(`keras_margin.plot`) are imported on first use, so `import keras_margin` does not load tensorflow-datasets or
+(`keras_margin.metrics`, `keras_margin.callbacks`), export
+(`keras_margin.export`) and figures (`keras_margin.plot`) are imported on
+first use, so `import keras_margin` loads neither tensorflow-datasets nor
 matplotlib.
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "callbacks",
     "data",
     "distances",
+    "export",
     "layers",
     "losses",
     "margins",
@@ -42,7 +44,7 @@ __all__ = [
     "plot",
 ]
 
-_LAZY_MODULES = ("callbacks", "data", "metrics", "plot")
+_LAZY_MODULES = ("callbacks", "data", "export", "metrics", "plot")
 
 
 def __getattr__(name):
