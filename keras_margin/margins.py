@@ -110,16 +110,17 @@ def combined_margin(cos, m1=1.0, m2=0.0, m3=0.0, fallback="continuous"):
       ("easy margin").
     - `"none"`: the raw formula everywhere (it rises again past θ₀).
 
-    With m1 = 1 the formula is expanded as cos θ·cos m2 − sin θ·sin m2, so no
-    arccos is needed; otherwise θ = arccos(cos θ). The formula is evaluated at
-    the clamped cosine c̃ and the result is shifted back by cos θ − c̃, so the
-    gradient stays finite at cos θ = ±1 and zero margins give cos θ exactly.
+    With m1 = 1 (the Python number) the formula is expanded as
+    cos θ·cos m2 − sin θ·sin m2, so no arccos is needed; otherwise
+    θ = arccos(cos θ). The formula is evaluated at the clamped cosine c̃ and
+    the result is shifted back by cos θ − c̃, so the gradient stays finite at
+    cos θ = ±1 and zero margins give cos θ exactly.
 
     Args:
         cos: float32 tensor of target cosines, any shape.
-        m1: multiplicative angular margin, ≥ 1.
-        m2: additive angular margin, in [0, π).
-        m3: additive cosine margin, ≥ 0.
+        m1: multiplicative angular margin, ≥ 1 (number or scalar tensor).
+        m2: additive angular margin, in [0, π) (number or scalar tensor).
+        m3: additive cosine margin, ≥ 0 (number or scalar tensor).
         fallback: one of `ARC_FALLBACKS`.
 
     Returns:
@@ -130,20 +131,22 @@ def combined_margin(cos, m1=1.0, m2=0.0, m3=0.0, fallback="continuous"):
             f"`fallback` must be one of {ARC_FALLBACKS}. Received: fallback={fallback!r}"
         )
     c = clamp_cosine(cos)
-    if m1 == 1.0:
+    m2 = ops.cast(m2, "float32")
+    if isinstance(m1, (int, float)) and m1 == 1.0:
         sin = ops.sqrt(1.0 - ops.square(c))
-        with_margin = c * math.cos(m2) - sin * math.sin(m2)
+        with_margin = c * ops.cos(m2) - sin * ops.sin(m2)
     else:
+        m1 = ops.cast(m1, "float32")
         with_margin = ops.cos(m1 * ops.arccos(c) + m2)
     with_margin = with_margin - m3 + (cos - c)
     if fallback == "none":
         return with_margin
 
-    cos_limit = math.cos((math.pi - m2) / m1)
+    cos_limit = ops.cos((math.pi - m2) / m1)
     if fallback == "easy":
-        return ops.where(c > max(cos_limit, 0.0), with_margin, cos)
+        return ops.where(c > ops.maximum(cos_limit, 0.0), with_margin, cos)
     if fallback == "insightface":
-        beyond = cos - m2 * math.sin(m2) - m3
+        beyond = cos - m2 * ops.sin(m2) - m3
     else:  # continuous
         beyond = cos - (cos_limit + 1.0 + m3)
     return ops.where(c > cos_limit, with_margin, beyond)
@@ -212,3 +215,58 @@ def annealed_lambda(step, base=1000.0, gamma=0.12, power=1.0, minimum=0.0):
 def blend_with_lambda(cos, psi, lam):
     """(λ·cos θ + ψ(θ)) / (1 + λ): the annealed target of L-/A-Softmax."""
     return (lam * cos + psi) / (1.0 + lam)
+
+
+def adacos_scale(num_classes):
+    """The fixed AdaCos scale √2·ln(C − 1) for C ≥ 3 classes (Zhang et al., CVPR 2019).
+
+    It is the scale at which the softmax probability of a sample whose target
+    angle is π/4 (and whose other angles are π/2) has its steepest change,
+    so the loss still pushes samples that are already well classified.
+    """
+    if num_classes < 3:
+        raise ValueError(
+            f"The AdaCos scale √2·ln(C − 1) needs at least 3 classes. Received: num_classes={num_classes}"
+        )
+    return math.sqrt(2.0) * math.log(num_classes - 1)
+
+
+#: Finite stand-in for −∞ in float32 log-sum-exp masks: exp of it is exactly 0.
+_MASKED_LOGIT = -1e30
+
+#: Lower bound of the dynamic AdaCos scale; the formula can go to 0 or below
+#: when the non-target cosines are all strongly negative (few classes).
+ADAPTIVE_SCALE_MINIMUM = 1.0
+
+
+def adacos_dynamic_scale(cos, one_hot, previous_scale):
+    """The dynamic AdaCos scale after one batch (Zhang et al., CVPR 2019, eq. 15).
+
+    `s = ln(B_avg) / cos(min(π/4, θ_med))`, where
+    `B_avg = (1/N)·Σ_i Σ_{k≠y_i} exp(s_prev · cos θ_ik)` uses the previous
+    scale and θ_med is the median target angle in the batch. The result is
+    floored at `ADAPTIVE_SCALE_MINIMUM`. Computed without gradient.
+
+    Args:
+        cos: float32 `(batch, classes)` cosines (no margin).
+        one_hot: float32 `(batch, classes)` one-hot labels.
+        previous_scale: float32 scalar, the scale before this batch.
+
+    Returns:
+        float32 scalar tensor.
+    """
+    cos = ops.stop_gradient(cos)
+    batch = ops.sum(ops.ones_like(cos[:, 0]))
+    non_target = ops.where(one_hot > 0, _MASKED_LOGIT, previous_scale * cos)
+    log_b_avg = ops.logsumexp(non_target) - ops.log(batch)
+    theta = ops.arccos(clamp_cosine(target_cosine(cos, one_hot)))
+    theta_median = ops.median(theta)
+    scale = log_b_avg / ops.cos(ops.minimum(theta_median, math.pi / 4.0))
+    return ops.maximum(scale, ADAPTIVE_SCALE_MINIMUM)
+
+
+def linear_warmup(step, warmup_steps):
+    """min(1, step / warmup_steps) as a float32 tensor; 1 when `warmup_steps` is 0."""
+    if warmup_steps == 0:
+        return ops.ones((), "float32")
+    return ops.minimum(1.0, ops.cast(step, "float32") / float(warmup_steps))
