@@ -1,9 +1,12 @@
-"""Training-time callbacks: face verification on held-out pairs at epoch end."""
+"""Training-time callbacks: margin schedules, and face verification on held-out pairs at epoch end."""
+
+import math
 
 import keras
 import numpy as np
 
-from keras_margin._validation import check_number
+from keras_margin._validation import check_choice, check_number
+from keras_margin.layers.margin_head import ScaledCosineHead
 from keras_margin.metrics.embeddings import flip_embeddings
 from keras_margin.metrics.verification import verification_report
 
@@ -86,3 +89,85 @@ class VerificationCallback(keras.callbacks.Callback):
 def far_name(far):
     """1e-3 → "1e-3", 0.0015 → "1.5e-3": the FAR as written in papers, for log keys."""
     return np.format_float_scientific(far, trim="-", exp_digits=1)
+
+
+class MarginScheduler(keras.callbacks.Callback):
+    """Sets the margin of the normalized heads from a schedule, like `LearningRateScheduler`.
+
+    `schedule(step)` (or `schedule(epoch)` with `unit="epoch"`) returns the
+    margin factor: the fraction of each head's configured margin in effect,
+    in [0, 1] (for `CombinedMarginHead` it scales m2, m3 and m1 − 1). It is
+    written into the heads' `margin_factor` weight before each training
+    step (or epoch), so it works with `jit_compile=True`, is saved with the
+    model, and a resumed run continues the schedule: `step` is the
+    optimizer's iteration count. The value is written into the epoch logs as
+    `margin_factor`, so History and TensorBoard record it.
+
+    For a linear ramp the heads' own `margin_warmup_steps` needs no
+    callback; a head that has one is rejected here, since both would set the
+    same weight.
+
+    Args:
+        schedule: a function of the step (or epoch) returning a number in [0, 1].
+        heads: the heads to drive (default: every `ArcMarginHead`,
+            `CosMarginHead` and `CombinedMarginHead` in the model).
+        unit: `"step"` or `"epoch"`.
+
+    Example:
+
+    >>> cosine_ramp = lambda step: 0.5 - 0.5 * math.cos(math.pi * min(step, 2000) / 2000)
+    >>> model.fit(dataset, epochs=20, callbacks=[MarginScheduler(cosine_ramp)])
+    """
+
+    UNITS = ("step", "epoch")
+
+    def __init__(self, schedule, heads=None, unit="step"):
+        super().__init__()
+        if not callable(schedule):
+            raise ValueError(f"`schedule` must be a function of the step or epoch. Received: {schedule!r}")
+        self.schedule = schedule
+        self.heads = None if heads is None else list(heads)
+        self.unit = check_choice("unit", unit, self.UNITS)
+
+    def on_train_begin(self, logs=None):
+        heads = self.heads
+        if heads is None:
+            heads = [layer for layer in self.model._flatten_layers(include_self=False)
+                     if isinstance(layer, ScaledCosineHead)]
+        if not heads:
+            raise ValueError(
+                "MarginScheduler found no ArcMarginHead, CosMarginHead or CombinedMarginHead in the model."
+            )
+        for head in heads:
+            if not isinstance(head, ScaledCosineHead):
+                raise ValueError(
+                    "`heads` must be ArcMarginHead, CosMarginHead or CombinedMarginHead layers. "
+                    f"Received: {type(head).__name__}"
+                )
+            if head.margin_warmup_steps:
+                raise ValueError(
+                    f"Head {head.name!r} has margin_warmup_steps={head.margin_warmup_steps}, which sets the same "
+                    "weight as MarginScheduler; use one of them (margin_warmup_steps=0 with a scheduler)."
+                )
+        self._heads = heads
+
+    def _apply(self, position):
+        factor = self.schedule(position)
+        if not isinstance(factor, (int, float, np.number)) or not math.isfinite(factor) or not 0 <= factor <= 1:
+            raise ValueError(
+                f"`schedule` must return a margin factor in [0, 1]. Received: {factor!r} at {self.unit} {position}"
+            )
+        for head in self._heads:
+            head.margin_factor.assign(float(factor))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.unit == "step":
+            self._apply(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.unit == "epoch":
+            self._apply(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["margin_factor"] = self._heads[0].current_margin_factor

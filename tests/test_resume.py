@@ -1,7 +1,8 @@
 """Training resumed from a `.keras` file, a ModelCheckpoint or BackupAndRestore matches training that never stopped.
 
 The model carries every kind of state the package owns: class centers
-(`CenterLossLayer`), the λ annealing counter (`SphereMarginHead`) and the
+(`CenterLossLayer`), the λ annealing counter (`SphereMarginHead`) or the margin
+warm-up counter, margin factor and adaptive scale (`ArcMarginHead`), and the
 optimizer's slots. TensorFlow's op determinism is on for these tests (and Keras then runs
 the step without XLA, since not every XLA op has a deterministic kernel).
 """
@@ -15,6 +16,14 @@ from tensorflow.python.framework import config as tf_config
 import keras_margin
 
 NUM_CLASSES, DIM, EPOCHS, SPLIT = 4, 6, 4, 2
+STEPS_PER_EPOCH = 3  # 48 examples / 16 per batch
+WARMUP_STEPS = 8  # ends inside the third epoch, after the split
+HEADS = {
+    "sphere": lambda: keras_margin.SphereMarginHead(NUM_CLASSES, lambda_base=100.0, name="head"),
+    "arc_warmup_adaptive": lambda: keras_margin.ArcMarginHead(
+        NUM_CLASSES, scale="adaptive", margin_warmup_steps=WARMUP_STEPS, name="head"
+    ),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -33,13 +42,13 @@ def data():
     return [x, labels.astype("int32")], labels.astype("int32")
 
 
-def build(seed=7):
+def build(head_kind, seed=7):
     keras.utils.set_random_seed(seed)
     images = keras.Input((DIM,), name="x")
     labels = keras.Input((), dtype="int32", name="labels")
     embeddings = keras.layers.Dense(5, name="embedding")(images)
     embeddings = keras_margin.CenterLossLayer(NUM_CLASSES, alpha=0.3, weight=0.01, name="center")(embeddings, labels=labels)
-    logits = keras_margin.SphereMarginHead(NUM_CLASSES, lambda_base=100.0, name="head")(embeddings, labels=labels)
+    logits = HEADS[head_kind]()(embeddings, labels=labels)
     model = keras.Model([images, labels], logits)
     model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=True)
@@ -65,28 +74,40 @@ def assert_same_state(a, b):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+@pytest.fixture(scope="module", params=sorted(HEADS))
+def head_kind(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def uninterrupted():
-    model = build()
+def uninterrupted(head_kind):
+    model = build(head_kind)
     history = fit(model, EPOCHS)
     return state(model), history.history["loss"]
 
 
-def test_reloaded_keras_file_continues_identically(tmp_path, uninterrupted):
-    model = build()
+def test_reloaded_keras_file_continues_identically(tmp_path, head_kind, uninterrupted):
+    model = build(head_kind)
     fit(model, SPLIT)
     model.save(tmp_path / "halfway.keras")
     restored = keras.saving.load_model(tmp_path / "halfway.keras", safe_mode=True)
-    head = restored.layers[-1]
-    assert int(head.annealing_step.numpy()) == SPLIT * 3  # 48 examples / 16 per batch
+    head = restored.get_layer("head")
+    steps = SPLIT * STEPS_PER_EPOCH
+    if head_kind == "sphere":
+        assert int(head.annealing_step.numpy()) == steps
+    else:
+        assert int(head.warmup_step.numpy()) == steps
+        # the last step before saving ran with the factor of step steps - 1
+        assert head.current_margin_factor == pytest.approx((steps - 1) / WARMUP_STEPS)
+        assert head.current_scale == pytest.approx(float(np.array(model.get_layer("head").adaptive_scale)))
     history = fit(restored, EPOCHS, initial_epoch=SPLIT)
     expected_state, expected_losses = uninterrupted
     np.testing.assert_allclose(history.history["loss"], expected_losses[SPLIT:], rtol=1e-6)
     assert_same_state(state(restored), expected_state)
 
 
-def test_model_checkpoint_resume(tmp_path, uninterrupted):
-    model = build()
+def test_model_checkpoint_resume(tmp_path, head_kind, uninterrupted):
+    model = build(head_kind)
     checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "epoch_{epoch}.keras"))
     fit(model, SPLIT, callbacks=[checkpoint])
     restored = keras.saving.load_model(tmp_path / f"epoch_{SPLIT}.keras")
@@ -100,19 +121,19 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated preemption")
 
 
-def test_backup_and_restore_resumes_after_an_interruption(tmp_path, uninterrupted):
+def test_backup_and_restore_resumes_after_an_interruption(tmp_path, head_kind, uninterrupted):
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-    model = build()
+    model = build(head_kind)
     with pytest.raises(KeyboardInterrupt):
         fit(model, EPOCHS, callbacks=[backup, Interrupt()])
-    resumed = build(seed=99)  # a fresh process would rebuild the model from scratch
+    resumed = build(head_kind, seed=99)  # a fresh process would rebuild the model from scratch
     history = fit(resumed, EPOCHS, callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
     assert len(history.history["loss"]) == EPOCHS - SPLIT  # it skipped the epochs already done
     assert_same_state(state(resumed), uninterrupted[0])
 
 
-def test_two_runs_with_one_seed_are_identical():
-    first, second = build(seed=3), build(seed=3)
+def test_two_runs_with_one_seed_are_identical(head_kind):
+    first, second = build(head_kind, seed=3), build(head_kind, seed=3)
     fit(first, 2)
     fit(second, 2)
     for key, value in state(first).items():

@@ -24,6 +24,8 @@ HEADS = {
     "arc": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=64.0, margin=0.5),
     "cos": lambda: layers.CosMarginHead(NUM_CLASSES, scale=64.0, margin=0.35),
     "combined": lambda: layers.CombinedMarginHead(NUM_CLASSES, scale=64.0, m1=1.0, m2=0.5, m3=0.35),
+    "arc_adaptive_warmup": lambda: layers.ArcMarginHead(NUM_CLASSES, scale="adaptive", margin=0.5,
+                                                        margin_warmup_steps=500),
     "sphere": lambda: layers.SphereMarginHead(NUM_CLASSES, margin=4),
     "large": lambda: layers.LargeMarginHead(NUM_CLASSES, margin=4),
     "normalized_dense": lambda: layers.NormalizedDense(NUM_CLASSES, scale=64.0),

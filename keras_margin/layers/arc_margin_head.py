@@ -37,13 +37,20 @@ class ArcMarginHead(ScaledCosineHead):
 
     Args:
         num_classes: integer ≥ 2, the number of identities.
-        scale: positive float `s`, the radius of the hypersphere (paper: 64).
+        scale: `s`, the radius of the hypersphere: a positive float,
+            `"auto"` (the fixed AdaCos scale √2·ln(C − 1)) or `"adaptive"`
+            (the dynamic AdaCos scale, recomputed from every training batch
+            and kept in the weight `adaptive_scale`). Paper: 64.
         margin: additive angular margin `m` in radians, in [0, π)
             (paper: 0.5).
         fallback: `"continuous"`, `"insightface"`, `"easy"` or `"none"`.
         gradient: `"exact"` (autodiff with cos θ clamped to
             [−1 + 1e-6, 1 − 1e-6] inside the margin) or `"detached"`
             (margin shift without gradient).
+        margin_warmup_steps: integer ≥ 0. The margin ramps linearly from 0
+            to its value over this many training steps (kept in the weights
+            `warmup_step` and `margin_factor`, logged as `margin_factor`);
+            0 applies the full margin from the first step.
         num_subcenters: integer K ≥ 1; K kernel columns per class and the
             largest cosine among them is used (sub-center ArcFace).
         kernel_initializer: initializer of the kernel.
@@ -64,7 +71,9 @@ class ArcMarginHead(ScaledCosineHead):
         `(batch, num_classes)`, float32.
 
     Weights:
-        `kernel`: `(dim, num_classes * num_subcenters)`, class-major columns.
+        `kernel`: `(dim, num_classes * num_subcenters)`, class-major columns;
+        non-trainable: `margin_factor` (), `warmup_step` () with a warm-up,
+        `adaptive_scale` () with `scale="adaptive"`.
 
     Example:
 
@@ -78,14 +87,24 @@ class ArcMarginHead(ScaledCosineHead):
     ...     from_logits=True), jit_compile=True)
     """
 
-    def __init__(self, num_classes, scale=64.0, margin=0.5, fallback="continuous", gradient="exact", **kwargs):
-        super().__init__(num_classes, scale=scale, **kwargs)
+    def __init__(
+        self,
+        num_classes,
+        scale=64.0,
+        margin=0.5,
+        fallback="continuous",
+        gradient="exact",
+        margin_warmup_steps=0,
+        **kwargs,
+    ):
+        super().__init__(num_classes, scale=scale, margin_warmup_steps=margin_warmup_steps, **kwargs)
         self.gradient = check_choice("gradient", gradient, margins.GRADIENT_MODES)
         self.margin = check_number("margin", margin, low=0.0, high=math.pi, high_open=True)
         self.fallback = check_choice("fallback", fallback, margins.ARC_FALLBACKS)
 
-    def margin_target(self, cos_target):
-        return margins.additive_angular_margin(cos_target, self.margin, self.fallback)
+    def margin_target(self, cos_target, factor=None):
+        margin = self.margin * self._current_factor(factor)
+        return margins.additive_angular_margin(cos_target, margin, self.fallback)
 
     def get_config(self):
         config = super().get_config()

@@ -25,12 +25,15 @@ class CombinedMarginHead(ScaledCosineHead):
 
     Args:
         num_classes: integer ≥ 2.
-        scale: positive float `s` (default 64).
+        scale: `s`: a positive float, `"auto"` or `"adaptive"`, as in
+            `ArcMarginHead`.
         m1: multiplicative angular margin, ≥ 1 (default 1.0).
         m2: additive angular margin in [0, π) (default 0.5).
         m3: additive cosine margin in [0, 2] (default 0.0).
         fallback: `"continuous"`, `"insightface"`, `"easy"` or `"none"`.
         gradient: `"exact"` or `"detached"`, as in `ArcMarginHead`.
+        margin_warmup_steps: integer ≥ 0; m2, m3 and m1 − 1 ramp linearly
+            from 0 to their values over this many training steps (0: none).
         num_subcenters: integer K ≥ 1 kernel columns per class.
         kernel_initializer, kernel_regularizer, kernel_constraint: as in
             `keras.layers.Dense`.
@@ -63,17 +66,21 @@ class CombinedMarginHead(ScaledCosineHead):
         m3=0.0,
         fallback="continuous",
         gradient="exact",
+        margin_warmup_steps=0,
         **kwargs,
     ):
-        super().__init__(num_classes, scale=scale, **kwargs)
+        super().__init__(num_classes, scale=scale, margin_warmup_steps=margin_warmup_steps, **kwargs)
         self.gradient = check_choice("gradient", gradient, margins.GRADIENT_MODES)
         self.m1 = check_number("m1", m1, low=1.0)
         self.m2 = check_number("m2", m2, low=0.0, high=math.pi, high_open=True)
         self.m3 = check_number("m3", m3, low=0.0, high=2.0)
         self.fallback = check_choice("fallback", fallback, margins.ARC_FALLBACKS)
 
-    def margin_target(self, cos_target):
-        return margins.combined_margin(cos_target, self.m1, self.m2, self.m3, self.fallback)
+    def margin_target(self, cos_target, factor=None):
+        factor = self._current_factor(factor)
+        # m1 = 1 is "no multiplicative margin", so it ramps from 1, not from 0.
+        m1 = 1.0 if self.m1 == 1.0 else 1.0 + (self.m1 - 1.0) * factor
+        return margins.combined_margin(cos_target, m1, self.m2 * factor, self.m3 * factor, self.fallback)
 
     def get_config(self):
         config = super().get_config()

@@ -20,8 +20,14 @@ class CosMarginHead(ScaledCosineHead):
 
     Args:
         num_classes: integer ≥ 2, the number of identities.
-        scale: positive float `s` (CosFace: 64; AM-Softmax used 30).
+        scale: `s`: a positive float, `"auto"` (√2·ln(C − 1)) or
+            `"adaptive"` (dynamic AdaCos), as in `ArcMarginHead`
+            (CosFace: 64; AM-Softmax used 30).
         margin: cosine margin `m` in [0, 2] (CosFace: 0.35).
+        margin_warmup_steps: integer ≥ 0. The margin ramps linearly from 0
+            to its value over this many training steps (kept in the weights
+            `warmup_step` and `margin_factor`, logged as `margin_factor`);
+            0 applies the full margin from the first step.
         num_subcenters: integer K ≥ 1 kernel columns per class; the largest
             cosine among them is used.
         kernel_initializer: initializer of the kernel.
@@ -48,12 +54,12 @@ class CosMarginHead(ScaledCosineHead):
     (8, 100)
     """
 
-    def __init__(self, num_classes, scale=64.0, margin=0.35, **kwargs):
-        super().__init__(num_classes, scale=scale, **kwargs)
+    def __init__(self, num_classes, scale=64.0, margin=0.35, margin_warmup_steps=0, **kwargs):
+        super().__init__(num_classes, scale=scale, margin_warmup_steps=margin_warmup_steps, **kwargs)
         self.margin = check_number("margin", margin, low=0.0, high=2.0)
 
-    def margin_target(self, cos_target):
-        return margins.additive_cosine_margin(cos_target, self.margin)
+    def margin_target(self, cos_target, factor=None):
+        return margins.additive_cosine_margin(cos_target, self.margin * self._current_factor(factor))
 
     def get_config(self):
         config = super().get_config()

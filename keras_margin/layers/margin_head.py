@@ -4,8 +4,9 @@ import keras
 from keras import ops
 
 from keras_margin import margins
-from keras_margin._validation import check_number, check_rank_2_shape
+from keras_margin._validation import check_choice, check_number, check_rank_2_shape
 from keras_margin.layers.labels import check_label_shape, labels_to_one_hot
+from keras_margin.layers.latest_value import LatestValue
 
 
 class MarginHead(keras.layers.Layer):
@@ -84,13 +85,41 @@ class MarginHead(keras.layers.Layer):
         return config
 
 
+SCALE_MODES = ("auto", "adaptive")
+
+
+def check_scale(scale, num_classes):
+    """Validates `scale`: a positive number, `"auto"` or `"adaptive"` (then C ≥ 3)."""
+    if isinstance(scale, str):
+        check_choice("scale", scale, SCALE_MODES)
+        if num_classes < 3:
+            raise ValueError(
+                f"`scale={scale!r}` uses the AdaCos scale √2·ln(C − 1), which needs num_classes ≥ 3. "
+                f"Received: num_classes={num_classes}; pass a number as `scale`"
+            )
+        return scale
+    return check_number("scale", scale, low=0.0, low_open=True)
+
+
 class ScaledCosineHead(MarginHead):
     """Base of the heads whose logits are `s · cos θ_j` with a target margin.
 
-    Subclasses implement `margin_target(cos_target)`, the target cosine after
-    the margin as a function of the true class's cosine, shape `(batch,)`.
-    The margin is applied to the target column only, so its cost is O(batch),
-    not O(batch × classes).
+    Subclasses implement `margin_target(cos_target, factor)`, the target
+    cosine after the margin as a function of the true class's cosine, shape
+    `(batch,)`, with the margins multiplied by `factor` (0 = no margin,
+    1 = the full margin). The margin is applied to the target column only,
+    so its cost is O(batch), not O(batch × classes).
+
+    Scale: a number, `"auto"` (the fixed AdaCos scale √2·ln(C − 1)) or
+    `"adaptive"` (the dynamic AdaCos scale, recomputed from every training
+    batch and kept in the non-trainable weight `adaptive_scale`).
+
+    Margin warm-up: the non-trainable weight `margin_factor` multiplies the
+    margins. With `margin_warmup_steps = n > 0` it is set to `min(1, t / n)`
+    at training step t (t counted in the int32 weight `warmup_step`);
+    otherwise it stays 1 unless a `keras_margin.callbacks.MarginScheduler`
+    sets it. All of these weights are saved with the model and read inside
+    compiled functions.
 
     Subclasses that set `self.gradient = "detached"` get the shift
     `margin_target(c) − c` without gradient: the target logit has the
@@ -100,25 +129,111 @@ class ScaledCosineHead(MarginHead):
 
     gradient = "exact"
 
-    def __init__(self, num_classes, scale=64.0, **kwargs):
+    def __init__(self, num_classes, scale=64.0, margin_warmup_steps=0, **kwargs):
         super().__init__(num_classes, **kwargs)
-        self.scale = check_number("scale", scale, low=0.0, low_open=True)
+        self.scale = check_scale(scale, self.num_classes)
+        self.margin_warmup_steps = check_number("margin_warmup_steps", margin_warmup_steps, low=0, integer=True)
+        if self.margin_warmup_steps:
+            self.margin_factor_tracker = LatestValue(name="margin_factor")
+        if self.scale == "adaptive":
+            self.scale_tracker = LatestValue(name="scale")
 
-    def margin_target(self, cos_target):
-        raise NotImplementedError(f"{type(self).__name__} must define margin_target(cos_target)")
+    def build(self, embeddings_shape):
+        super().build(embeddings_shape)
+        self.margin_factor = self.add_weight(
+            name="margin_factor",
+            shape=(),
+            initializer=keras.initializers.Constant(0.0 if self.margin_warmup_steps else 1.0),
+            trainable=False,
+            autocast=False,  # stays float32 under mixed precision
+            aggregation="only_first_replica",
+        )
+        if self.margin_warmup_steps:
+            self.warmup_step = self.add_weight(
+                name="warmup_step", shape=(), dtype="int32", initializer="zeros", trainable=False,
+                aggregation="only_first_replica",
+            )
+        if self.scale == "adaptive":
+            self.adaptive_scale = self.add_weight(
+                name="adaptive_scale",
+                shape=(),
+                initializer=keras.initializers.Constant(margins.adacos_scale(self.num_classes)),
+                trainable=False,
+                autocast=False,
+                aggregation="mean",
+            )
+
+    @property
+    def scale_value(self):
+        """The scale s in effect: a Python float, or the `adaptive_scale` weight."""
+        if self.scale == "adaptive":
+            return self.adaptive_scale
+        if self.scale == "auto":
+            return margins.adacos_scale(self.num_classes)
+        return self.scale
+
+    @property
+    def current_scale(self):
+        """The scale the next step will start from, as a Python float."""
+        return float(ops.convert_to_numpy(self.scale_value))
+
+    @property
+    def current_margin_factor(self):
+        """The fraction of the margin in effect, as a Python float."""
+        return float(ops.convert_to_numpy(self.margin_factor))
+
+    def margin_target(self, cos_target, factor=None):
+        raise NotImplementedError(f"{type(self).__name__} must define margin_target(cos_target, factor)")
+
+    def _factor_for_step(self, training):
+        """The margin factor of this call; advances the warm-up in training."""
+        if not (self.margin_warmup_steps and training):
+            return ops.convert_to_tensor(self.margin_factor)
+        step = ops.convert_to_tensor(self.warmup_step)
+        factor = margins.linear_warmup(step, self.margin_warmup_steps)
+        self.margin_factor.assign(factor)
+        self.warmup_step.assign(ops.minimum(step + 1, self.margin_warmup_steps))
+        return factor
+
+    def _scale_for_step(self, cos, one_hot, training):
+        """The scale of this call; the adaptive scale is updated from a training batch first."""
+        if self.scale != "adaptive":
+            return self.scale_value
+        scale = ops.convert_to_tensor(self.adaptive_scale)
+        if training:
+            scale = margins.adacos_dynamic_scale(cos, one_hot, scale)
+            self.adaptive_scale.assign(scale)
+        return scale
 
     def call(self, embeddings, labels=None, training=None):
         cos = self.cosines(embeddings)
         if labels is None:
-            return self.scale * cos
+            return ops.convert_to_tensor(self.scale_value, "float32") * cos
         one_hot = self.target_one_hot(labels, embeddings)
+        scale = self._scale_for_step(cos, one_hot, training)
+        factor = self._factor_for_step(training)
+        self._track(scale, factor)
         cos_target = margins.target_cosine(cos, one_hot)
-        shift = self.margin_target(cos_target) - cos_target
+        shift = self.margin_target(cos_target, factor) - cos_target
         if self.gradient == "detached":
             shift = ops.stop_gradient(shift)
-        return self.scale * margins.shift_target(cos, one_hot, shift)
+        return scale * margins.shift_target(cos, one_hot, shift)
+
+    def _track(self, scale, factor):
+        # Layer-owned metrics reach History on the TensorFlow trainer only (as
+        # in CenterLossLayer); the weights hold the values on every backend.
+        if keras.backend.backend() != "tensorflow":
+            return
+        if self.margin_warmup_steps:
+            self.margin_factor_tracker.update_state(factor)
+        if self.scale == "adaptive":
+            self.scale_tracker.update_state(scale)
+
+    def _current_factor(self, factor):
+        return ops.convert_to_tensor(self.margin_factor) if factor is None else factor
 
     def get_config(self):
         config = super().get_config()
         config["scale"] = self.scale
+        config["margin_warmup_steps"] = self.margin_warmup_steps
         return config

@@ -23,7 +23,8 @@ class NormalizedDense(keras.layers.Layer):
 
     Args:
         units: positive integer, the number of output columns.
-        scale: positive float `s` multiplying the cosines.
+        scale: positive float `s` multiplying the cosines, or `"auto"`
+            (√2·ln(units − 1), needs units ≥ 3).
         kernel_initializer: initializer of the `(input_dim, units)` kernel.
         kernel_regularizer: optional regularizer of the kernel.
         kernel_constraint: optional constraint of the kernel.
@@ -54,7 +55,12 @@ class NormalizedDense(keras.layers.Layer):
         kwargs.pop("autocast", None)
         super().__init__(autocast=False, **kwargs)  # the kernel is read in float32
         self.units = check_number("units", units, low=1, integer=True)
-        self.scale = check_number("scale", scale, low=0.0, low_open=True)
+        if scale == "auto" and self.units < 3:
+            raise ValueError(
+                "`scale='auto'` uses the AdaCos scale √2·ln(units − 1), which needs units ≥ 3. "
+                f"Received: units={units}; pass a number as `scale`"
+            )
+        self.scale = scale if scale == "auto" else check_number("scale", scale, low=0.0, low_open=True)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
@@ -73,7 +79,12 @@ class NormalizedDense(keras.layers.Layer):
 
     def call(self, inputs):
         cos = margins.cosine_similarity(inputs, self.kernel, self.compute_dtype)
-        return ops.cast(self.scale * cos, self.compute_dtype)
+        return ops.cast(self.scale_value * cos, self.compute_dtype)
+
+    @property
+    def scale_value(self):
+        """The scale s as a Python float (`"auto"` resolved)."""
+        return margins.adacos_scale(self.units) if self.scale == "auto" else self.scale
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)

@@ -31,7 +31,8 @@ class TargetAngle(keras.metrics.Metric):
 
     Args:
         head: the `ArcMarginHead`, `CosMarginHead` or `CombinedMarginHead`
-            (or a `NormalizedDense`) producing the logits; its `scale` is used.
+            (or a `NormalizedDense`) producing the logits; its current scale
+            and margin (warm-up included) are used.
         scale: the logits' scale s when no head is given.
         name: metric name (the History key), default `"target_angle"`.
 
@@ -46,7 +47,7 @@ class TargetAngle(keras.metrics.Metric):
         super().__init__(name=name, dtype=dtype)
         if head is not None and not isinstance(head, (ScaledCosineHead, NormalizedDense)):
             raise ValueError(
-                "`head` must be a head with a fixed scale (ArcMarginHead, CosMarginHead, "
+                "`head` must be a scaled-cosine head (ArcMarginHead, CosMarginHead, "
                 f"CombinedMarginHead) or a NormalizedDense. Received: head={type(head).__name__}; heads "
                 "whose logits carry the embedding norm (SphereMarginHead, LargeMarginHead) cannot be "
                 "inverted to angles"
@@ -56,14 +57,24 @@ class TargetAngle(keras.metrics.Metric):
         if head is not None and scale is not None:
             raise ValueError("Pass `head` or `scale`, not both: the head's scale is used.")
         self.head = head
-        self.scale = float(head.scale if head is not None else scale)
-        if not self.scale > 0:
+        self._fixed_scale = None if head is not None else float(scale)
+        if head is None and not self._fixed_scale > 0:
             raise ValueError(f"`scale` must be > 0. Received: scale={scale!r}")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
+    @property
+    def scale(self):
+        """The logits' scale: the given one, or the head's current scale (a Python float)."""
+        return self._fixed_scale if self.head is None else float(ops.convert_to_numpy(self.head.scale_value))
+
+    def _scale(self):
+        if self.head is None:
+            return self._fixed_scale
+        return ops.convert_to_tensor(self.head.scale_value, "float32")
+
     def _target_cosine(self, target_logit):
-        value = target_logit / self.scale
+        value = target_logit / self._scale()
         if not isinstance(self.head, ScaledCosineHead):
             return ops.clip(value, -1.0, 1.0)
         low, high = -ops.ones_like(value), ops.ones_like(value)
