@@ -232,14 +232,14 @@ def adacos_scale(num_classes):
 
 
 #: Finite stand-in for −∞ in float32 log-sum-exp masks: exp of it is exactly 0.
-_MASKED_LOGIT = -1e30
+MASKED_LOGIT = -1e30
 
 #: Lower bound of the dynamic AdaCos scale; the formula can go to 0 or below
 #: when the non-target cosines are all strongly negative (few classes).
 ADAPTIVE_SCALE_MINIMUM = 1.0
 
 
-def adacos_dynamic_scale(cos, one_hot, previous_scale):
+def adacos_dynamic_scale(cos, one_hot, previous_scale, non_target_weight=1.0):
     """The dynamic AdaCos scale after one batch (Zhang et al., CVPR 2019, eq. 15).
 
     `s = ln(B_avg) / cos(min(π/4, θ_med))`, where
@@ -251,14 +251,17 @@ def adacos_dynamic_scale(cos, one_hot, previous_scale):
         cos: float32 `(batch, classes)` cosines (no margin).
         one_hot: float32 `(batch, classes)` one-hot labels.
         previous_scale: float32 scalar, the scale before this batch.
+        non_target_weight: multiplies B_avg; (C − 1)/(k − 1) when `cos` holds
+            only k of the C classes (Partial FC), so the sum is estimated
+            over all non-target classes.
 
     Returns:
         float32 scalar tensor.
     """
     cos = ops.stop_gradient(cos)
     batch = ops.sum(ops.ones_like(cos[:, 0]))
-    non_target = ops.where(one_hot > 0, _MASKED_LOGIT, previous_scale * cos)
-    log_b_avg = ops.logsumexp(non_target) - ops.log(batch)
+    non_target = ops.where(one_hot > 0, MASKED_LOGIT, previous_scale * cos)
+    log_b_avg = ops.logsumexp(non_target) - ops.log(batch) + math.log(non_target_weight)
     theta = ops.arccos(clamp_cosine(target_cosine(cos, one_hot)))
     theta_median = ops.median(theta)
     scale = log_b_avg / ops.cos(ops.minimum(theta_median, math.pi / 4.0))

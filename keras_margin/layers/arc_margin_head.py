@@ -51,6 +51,11 @@ class ArcMarginHead(ScaledCosineHead):
             to its value over this many training steps (kept in the weights
             `warmup_step` and `margin_factor`, logged as `margin_factor`);
             0 applies the full margin from the first step.
+        sample_rate: Partial FC rate r in (0, 1]. Below 1, training steps
+            compute the logits of ⌈r·C⌉ classes (the batch's classes plus
+            random others; the rest of the output is −1e30); evaluation and
+            prediction use all classes. ⌈r·C⌉ must be ≥ the batch size.
+        seed: seed of the Partial FC class sampling.
         num_subcenters: integer K ≥ 1; K kernel columns per class and the
             largest cosine among them is used (sub-center ArcFace).
         kernel_initializer: initializer of the kernel.

@@ -32,13 +32,13 @@ def check_label_shape(labels_shape, embeddings_shape):
         )
 
 
-def labels_to_one_hot(labels, embeddings, num_classes):
-    """Validates `labels` and returns their float32 one-hot, `(batch, num_classes)`.
+def validated_labels(labels, embeddings, num_classes):
+    """Checks `labels` and returns them as an int32 vector `(batch,)`.
 
     Accepts shape `(batch,)` or `(batch, 1)`, any integer dtype, or a float
     tensor holding whole numbers. Out-of-range or fractional labels raise
     when the values are known (eager); inside a compiled function they cannot
-    be checked, and an out-of-range label gives an all-zero row.
+    be checked.
     """
     labels = ops.convert_to_tensor(labels)
     check_label_shape(labels.shape, embeddings.shape)
@@ -48,7 +48,15 @@ def labels_to_one_hot(labels, embeddings, num_classes):
         raise ValueError(f"`labels` must hold integer class ids. Received dtype {dtype}")
     if is_concrete(labels):
         check_label_values(ops.convert_to_numpy(labels), num_classes)
-    return ops.one_hot(ops.cast(labels, "int32"), num_classes, dtype="float32")
+    return ops.cast(labels, "int32")
+
+
+def labels_to_one_hot(labels, embeddings, num_classes):
+    """Validates `labels` (see `validated_labels`) and returns their float32 one-hot, `(batch, num_classes)`.
+
+    Inside a compiled function an out-of-range label gives an all-zero row.
+    """
+    return ops.one_hot(validated_labels(labels, embeddings, num_classes), num_classes, dtype="float32")
 
 
 def check_label_values(labels, num_classes):

@@ -5,7 +5,8 @@ from keras import ops
 
 from keras_margin import margins
 from keras_margin._validation import check_choice, check_number, check_rank_2_shape
-from keras_margin.layers.labels import check_label_shape, labels_to_one_hot
+from keras_margin.layers import class_sampling
+from keras_margin.layers.labels import check_label_shape, labels_to_one_hot, validated_labels
 from keras_margin.layers.latest_value import LatestValue
 
 
@@ -121,6 +122,15 @@ class ScaledCosineHead(MarginHead):
     sets it. All of these weights are saved with the model and read inside
     compiled functions.
 
+    Partial FC: with `sample_rate = r < 1`, a training call with labels
+    computes the logits of ⌈r·C⌉ classes only: every class of the batch plus
+    uniformly drawn others (a new draw each step, from `seed`). Their margin
+    logits are returned in their own columns of the `(batch, C)` output and
+    the other columns hold `keras_margin.margins.MASKED_LOGIT` (−1e30), so
+    sparse cross-entropy on the output is the softmax loss restricted to the
+    kept classes, and only their kernel columns get gradients. Evaluation and
+    prediction use every class. ⌈r·C⌉ must be at least the batch size.
+
     Subclasses that set `self.gradient = "detached"` get the shift
     `margin_target(c) − c` without gradient: the target logit has the
     margin's value and the gradient of the plain cosine (as in insightface's
@@ -129,10 +139,15 @@ class ScaledCosineHead(MarginHead):
 
     gradient = "exact"
 
-    def __init__(self, num_classes, scale=64.0, margin_warmup_steps=0, **kwargs):
+    def __init__(self, num_classes, scale=64.0, margin_warmup_steps=0, sample_rate=1.0, seed=None, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.scale = check_scale(scale, self.num_classes)
         self.margin_warmup_steps = check_number("margin_warmup_steps", margin_warmup_steps, low=0, integer=True)
+        self.sample_rate = check_number("sample_rate", sample_rate, low=0.0, high=1.0, low_open=True)
+        self.seed = seed
+        if self.sample_rate < 1.0:
+            self.num_sampled_classes = class_sampling.num_sampled_classes(self.num_classes, self.sample_rate)
+            self.seed_generator = keras.random.SeedGenerator(seed)
         if self.margin_warmup_steps:
             self.margin_factor_tracker = LatestValue(name="margin_factor")
         if self.scale == "adaptive":
@@ -195,22 +210,28 @@ class ScaledCosineHead(MarginHead):
         self.warmup_step.assign(ops.minimum(step + 1, self.margin_warmup_steps))
         return factor
 
-    def _scale_for_step(self, cos, one_hot, training):
+    def _scale_for_step(self, cos, one_hot, training, non_target_weight=1.0):
         """The scale of this call; the adaptive scale is updated from a training batch first."""
         if self.scale != "adaptive":
             return self.scale_value
         scale = ops.convert_to_tensor(self.adaptive_scale)
         if training:
-            scale = margins.adacos_dynamic_scale(cos, one_hot, scale)
+            scale = margins.adacos_dynamic_scale(cos, one_hot, scale, non_target_weight)
             self.adaptive_scale.assign(scale)
         return scale
 
     def call(self, embeddings, labels=None, training=None):
-        cos = self.cosines(embeddings)
         if labels is None:
-            return ops.convert_to_tensor(self.scale_value, "float32") * cos
-        one_hot = self.target_one_hot(labels, embeddings)
-        scale = self._scale_for_step(cos, one_hot, training)
+            return ops.convert_to_tensor(self.scale_value, "float32") * self.cosines(embeddings)
+        labels = validated_labels(labels, embeddings, self.num_classes)
+        if training and self.sample_rate < 1.0:
+            return self._sampled_call(embeddings, labels)
+        one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
+        return self._margin_logits(self.cosines(embeddings), one_hot, training)
+
+    def _margin_logits(self, cos, one_hot, training, non_target_weight=1.0):
+        """`s · cos θ_j` with the margin on each row's target column."""
+        scale = self._scale_for_step(cos, one_hot, training, non_target_weight)
         factor = self._factor_for_step(training)
         self._track(scale, factor)
         cos_target = margins.target_cosine(cos, one_hot)
@@ -218,6 +239,24 @@ class ScaledCosineHead(MarginHead):
         if self.gradient == "detached":
             shift = ops.stop_gradient(shift)
         return scale * margins.shift_target(cos, one_hot, shift)
+
+    def _sampled_call(self, embeddings, labels):
+        """A Partial FC training step: margin logits of the sampled classes, spread to all columns."""
+        k = self.num_sampled_classes
+        batch = embeddings.shape[0]
+        if batch is not None and batch > k:
+            raise ValueError(
+                f"`sample_rate={self.sample_rate}` keeps {k} of {self.num_classes} classes per step, fewer than "
+                f"the batch size {batch}, so a batch's classes might not all be kept. Raise `sample_rate` to at "
+                f"least {batch / self.num_classes:.3g}."
+            )
+        classes, positions = class_sampling.sample_classes(labels, self.num_classes, k, self.seed_generator)
+        kernel = class_sampling.take_class_columns(self.kernel, classes, self.num_subcenters)
+        cos = margins.cosine_similarity(embeddings, kernel, self.compute_dtype)
+        cos = margins.max_over_subcenters(cos, self.num_subcenters)
+        one_hot = ops.one_hot(ops.take(positions, labels), k, dtype="float32")
+        logits = self._margin_logits(cos, one_hot, True, (self.num_classes - 1) / (k - 1))
+        return class_sampling.spread_to_all_classes(logits, positions)
 
     def _track(self, scale, factor):
         # Layer-owned metrics reach History on the TensorFlow trainer only (as
@@ -234,6 +273,12 @@ class ScaledCosineHead(MarginHead):
 
     def get_config(self):
         config = super().get_config()
-        config["scale"] = self.scale
-        config["margin_warmup_steps"] = self.margin_warmup_steps
+        config.update(
+            {
+                "scale": self.scale,
+                "margin_warmup_steps": self.margin_warmup_steps,
+                "sample_rate": self.sample_rate,
+                "seed": self.seed,
+            }
+        )
         return config
