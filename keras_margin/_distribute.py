@@ -35,3 +35,29 @@ def cross_replica_sum(values):
     import tensorflow as tf
 
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def cross_replica_concat(values):
+    """Concatenates each tensor in the list `values` along axis 0 over the replicas in sync.
+
+    Replica i's rows come i-th, so every replica sees the global batch in the
+    order a single device would. Gradients flow back to each replica's own
+    rows (TensorFlow's all-gather gradient sums them over the replicas).
+    """
+    context = _replica_context()
+    if context is None:
+        return values
+    return [context.all_gather(value, axis=0) for value in values]
+
+
+def share_between_replicas(value):
+    """`value / num_replicas` under a multi-replica strategy, else `value`.
+
+    Keras sums the replicas' gradients (and reports the replicas' losses times
+    their number), so a loss that every replica computes in full over the
+    gathered global batch is divided by the replica count here.
+    """
+    context = _replica_context()
+    if context is None:
+        return value
+    return value / context.num_replicas_in_sync

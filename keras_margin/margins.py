@@ -239,33 +239,60 @@ MASKED_LOGIT = -1e30
 ADAPTIVE_SCALE_MINIMUM = 1.0
 
 
-def adacos_dynamic_scale(cos, one_hot, previous_scale, non_target_weight=1.0):
-    """The dynamic AdaCos scale after one batch (Zhang et al., CVPR 2019, eq. 15).
+def adacos_batch_statistics(cos, one_hot, previous_scale):
+    """The per-batch pieces of the dynamic AdaCos scale, before any reduction.
+
+    Returns:
+        `(log_sum, theta)`: float32 `(1,)` log Σ_i Σ_{k≠y_i} exp(s_prev·cos θ_ik)
+        and float32 `(batch,)` target angles θ_{i,y_i}. Both are without
+        gradient. Batches split over devices concatenate these.
+    """
+    cos = ops.stop_gradient(cos)
+    non_target = ops.where(one_hot > 0, MASKED_LOGIT, previous_scale * cos)
+    log_sum = ops.reshape(ops.logsumexp(non_target), (1,))
+    theta = ops.arccos(clamp_cosine(target_cosine(cos, one_hot)))
+    return log_sum, theta
+
+
+def adacos_scale_from_statistics(log_sums, theta, non_target_weight=1.0):
+    """The dynamic AdaCos scale (Zhang et al., CVPR 2019, eq. 15) from batch statistics.
 
     `s = ln(B_avg) / cos(min(π/4, θ_med))`, where
     `B_avg = (1/N)·Σ_i Σ_{k≠y_i} exp(s_prev · cos θ_ik)` uses the previous
-    scale and θ_med is the median target angle in the batch. The result is
-    floored at `ADAPTIVE_SCALE_MINIMUM`. Computed without gradient.
+    scale and θ_med is the median target angle of the N samples. The result
+    is floored at `ADAPTIVE_SCALE_MINIMUM`.
+
+    Args:
+        log_sums: float32 `(parts,)` from `adacos_batch_statistics`, one per
+            part of the batch.
+        theta: float32 `(N,)` target angles of the whole batch.
+        non_target_weight: multiplies B_avg; (C − 1)/(k − 1) when the sums
+            cover only k of the C classes (Partial FC), so the sum is
+            estimated over all non-target classes.
+
+    Returns:
+        float32 scalar tensor.
+    """
+    batch = ops.sum(ops.ones_like(theta))
+    log_b_avg = ops.logsumexp(log_sums) - ops.log(batch) + math.log(non_target_weight)
+    scale = log_b_avg / ops.cos(ops.minimum(ops.median(theta), math.pi / 4.0))
+    return ops.maximum(scale, ADAPTIVE_SCALE_MINIMUM)
+
+
+def adacos_dynamic_scale(cos, one_hot, previous_scale, non_target_weight=1.0):
+    """The dynamic AdaCos scale after one batch held on one device.
 
     Args:
         cos: float32 `(batch, classes)` cosines (no margin).
         one_hot: float32 `(batch, classes)` one-hot labels.
         previous_scale: float32 scalar, the scale before this batch.
-        non_target_weight: multiplies B_avg; (C − 1)/(k − 1) when `cos` holds
-            only k of the C classes (Partial FC), so the sum is estimated
-            over all non-target classes.
+        non_target_weight: see `adacos_scale_from_statistics`.
 
     Returns:
         float32 scalar tensor.
     """
-    cos = ops.stop_gradient(cos)
-    batch = ops.sum(ops.ones_like(cos[:, 0]))
-    non_target = ops.where(one_hot > 0, MASKED_LOGIT, previous_scale * cos)
-    log_b_avg = ops.logsumexp(non_target) - ops.log(batch) + math.log(non_target_weight)
-    theta = ops.arccos(clamp_cosine(target_cosine(cos, one_hot)))
-    theta_median = ops.median(theta)
-    scale = log_b_avg / ops.cos(ops.minimum(theta_median, math.pi / 4.0))
-    return ops.maximum(scale, ADAPTIVE_SCALE_MINIMUM)
+    log_sum, theta = adacos_batch_statistics(cos, one_hot, previous_scale)
+    return adacos_scale_from_statistics(log_sum, theta, non_target_weight)
 
 
 def linear_warmup(step, warmup_steps):

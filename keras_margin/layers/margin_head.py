@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_margin import margins
+from keras_margin._distribute import cross_replica_concat
 from keras_margin._validation import check_choice, check_number, check_rank_2_shape
 from keras_margin.layers import class_sampling
 from keras_margin.layers.labels import check_label_shape, labels_to_one_hot, validated_labels
@@ -216,7 +217,10 @@ class ScaledCosineHead(MarginHead):
             return self.scale_value
         scale = ops.convert_to_tensor(self.adaptive_scale)
         if training:
-            scale = margins.adacos_dynamic_scale(cos, one_hot, scale, non_target_weight)
+            log_sum, theta = margins.adacos_batch_statistics(cos, one_hot, scale)
+            # under tf.distribute: the statistics of the global batch
+            log_sum, theta = cross_replica_concat([log_sum, theta])
+            scale = margins.adacos_scale_from_statistics(log_sum, theta, non_target_weight)
             self.adaptive_scale.assign(scale)
         return scale
 

@@ -47,6 +47,7 @@ class MultiplicativeMarginHead(MarginHead):
             dtype="int32",
             initializer="zeros",
             trainable=False,
+            aggregation="only_first_replica",  # replicas count the same steps
         )
 
     def logit_radius(self, embeddings):

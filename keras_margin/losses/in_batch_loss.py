@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_margin._distribute import cross_replica_concat, share_between_replicas
 from keras_margin._validation import check_choice
 
 #: Reductions a loss over pairs or triplets supports: the weighted mean over
@@ -60,6 +61,11 @@ class InBatchLoss(keras.losses.Loss):
     give the weighted mean over the counted pairs/triplets, `"sum"` their
     weighted sum. `reduction="none"` is rejected: there is no per-example loss
     to return. Subclasses implement `totals(labels, embeddings, weights)`.
+
+    Under `tf.distribute` (e.g. MirroredStrategy) the replicas' labels,
+    embeddings and weights are gathered first, so pairs and triplets are
+    mined over the global batch and training matches one device on that
+    batch; each replica's gradient reaches its own examples.
     """
 
     def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
@@ -71,8 +77,9 @@ class InBatchLoss(keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         labels, embeddings, weights = prepare_inputs(y_true, y_pred, sample_weight)
+        labels, embeddings, weights = cross_replica_concat([labels, embeddings, weights])
         total, weight = self.totals(labels, embeddings, weights)
-        return reduce_totals(total, weight, self.reduction)
+        return share_between_replicas(reduce_totals(total, weight, self.reduction))
 
     def call(self, y_true, y_pred):
         return self(y_true, y_pred)

@@ -1,0 +1,103 @@
+"""Trains each head, CenterLossLayer and each metric loss on one device and on two
+mirrored logical CPUs, and prints, per part, the largest weight difference and
+both loss histories as JSON.
+
+Run in its own process: logical devices must be set before TF starts.
+Usage: python mirrored_training.py [PART ...]   (default: every part)
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_margin import layers, losses  # noqa: E402
+
+NUM_CLASSES, FEATURES, DIM = 4, 6, 3
+rng = np.random.default_rng(0)
+W0 = rng.normal(size=(FEATURES, DIM)).astype("float32")
+W1 = rng.normal(size=(DIM, NUM_CLASSES)).astype("float32")
+W1_SUBCENTERS = rng.normal(size=(DIM, NUM_CLASSES * 2)).astype("float32")
+C0 = rng.normal(size=(NUM_CLASSES, DIM)).astype("float32")
+x = rng.normal(size=(64, FEATURES)).astype("float32")
+y = rng.integers(0, NUM_CLASSES, size=64).astype("int32")
+
+kernel = keras.initializers.Constant(W1)
+HEADS = {
+    "arc": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=8.0, kernel_initializer=kernel),
+    "cos": lambda: layers.CosMarginHead(NUM_CLASSES, scale=8.0, kernel_initializer=kernel),
+    "combined": lambda: layers.CombinedMarginHead(NUM_CLASSES, scale=8.0, m1=1.2, m2=0.2, m3=0.1,
+                                                  kernel_initializer=kernel),
+    "sphere": lambda: layers.SphereMarginHead(NUM_CLASSES, lambda_base=10.0, kernel_initializer=kernel),
+    "large": lambda: layers.LargeMarginHead(NUM_CLASSES, lambda_base=10.0, kernel_initializer=kernel),
+    "arc_subcenters": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=8.0, num_subcenters=2,
+                                                   kernel_initializer=keras.initializers.Constant(W1_SUBCENTERS)),
+    "arc_adaptive_warmup": lambda: layers.ArcMarginHead(NUM_CLASSES, scale="adaptive", margin_warmup_steps=6,
+                                                        kernel_initializer=kernel),
+}
+LOSSES = {
+    "contrastive": lambda: losses.ContrastiveLoss(margin=2.0),
+    "triplet_semi_hard": lambda: losses.TripletLoss(margin=0.5),
+    "triplet_batch_hard": lambda: losses.TripletLoss(margin=0.5, mining="batch_hard", distance="euclidean"),
+    "triplet_batch_all": lambda: losses.TripletLoss(margin=0.5, mining="batch_all"),
+}
+PARTS = ["center_loss", "normalized_dense", *HEADS, *LOSSES]
+
+
+def build(part):
+    features = keras.Input((FEATURES,))
+    labels = keras.Input((), dtype="int32")
+    embeddings = keras.layers.Dense(DIM, kernel_initializer=keras.initializers.Constant(W0))(features)
+    if part in LOSSES:
+        return keras.Model(features, embeddings), LOSSES[part]()
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if part == "center_loss":
+        embeddings = layers.CenterLossLayer(
+            NUM_CLASSES, alpha=0.5, weight=0.1, centers_initializer=keras.initializers.Constant(C0)
+        )(embeddings, labels=labels)
+        logits = keras.layers.Dense(NUM_CLASSES, kernel_initializer=kernel)(embeddings)
+    elif part == "normalized_dense":
+        logits = layers.NormalizedDense(NUM_CLASSES, scale=8.0, kernel_initializer=kernel)(embeddings)
+    else:
+        logits = HEADS[part]()(embeddings, labels=labels)
+    return keras.Model([features, labels], logits), cross_entropy
+
+
+def train(part, strategy):
+    with strategy.scope():
+        model, loss = build(part)
+        model.compile(keras.optimizers.SGD(0.1), loss, jit_compile=False)
+    inputs = x if part in LOSSES else [x, y]
+    history = model.fit(inputs, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    return [np.asarray(w) for w in model.weights], history.history["loss"]
+
+
+# One strategy for all parts: strategies made one after another in a process
+# can reuse collective-op keys and mix up their all-reduces.
+ONE = tf.distribute.OneDeviceStrategy("/cpu:0")
+TWO = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def compare(part):
+    initial = [np.asarray(w) for w in build(part)[0].weights]
+    one_weights, one_loss = train(part, ONE)
+    two_weights, two_loss = train(part, TWO)
+    return {
+        "replicas": TWO.num_replicas_in_sync,
+        "weight_difference": max(float(np.max(np.abs(a - b))) for a, b in zip(one_weights, two_weights)),
+        "weight_change": max(float(np.max(np.abs(a - b))) for a, b in zip(one_weights, initial)),
+        "loss_one": one_loss,
+        "loss_two": two_loss,
+    }
+
+
+print(json.dumps({part: compare(part) for part in (sys.argv[1:] or PARTS)}))
