@@ -36,18 +36,36 @@ import tensorflow_datasets as tfds  # noqa: E402
 import keras_margin  # noqa: E402
 from keras_margin import data, metrics  # noqa: E402
 
-HEADS = {
-    "arcface": lambda n, a: keras_margin.ArcMarginHead(n, scale=a.scale or 32.0, margin=_margin(a, 0.5)),
-    "cosface": lambda n, a: keras_margin.CosMarginHead(n, scale=a.scale or 32.0, margin=_margin(a, 0.35)),
-    "combined": lambda n, a: keras_margin.CombinedMarginHead(n, scale=a.scale or 32.0, m1=1.0, m2=0.3, m3=0.2),
-    "sphereface": lambda n, a: keras_margin.SphereMarginHead(n, margin=int(_margin(a, 4))),
-    "lsoftmax": lambda n, a: keras_margin.LargeMarginHead(n, margin=int(_margin(a, 2))),
-    "softmax": lambda n, a: keras.layers.Dense(n, name="softmax"),
-}
+HEADS = ("arcface", "cosface", "combined", "sphereface", "lsoftmax", "softmax")
 
 
-def _margin(args, default):
-    return default if args.margin is None else args.margin
+def make_head(name, num_classes, args):
+    """The head `name` with the package defaults, except where an option overrides them."""
+    if name == "softmax":
+        return keras.layers.Dense(num_classes, name="softmax")
+    options = {}
+    if name in ("arcface", "cosface", "combined"):
+        if args.scale is not None:
+            options["scale"] = args.scale
+        if args.margin_warmup_steps is not None:
+            options["margin_warmup_steps"] = args.margin_warmup_steps
+    if args.margin is not None:
+        options["margin"] = int(args.margin) if name in ("sphereface", "lsoftmax") else args.margin
+    if name == "combined":
+        options.update(m1=1.0, m2=options.pop("margin", 0.3), m3=0.2)  # insightface's combined setting
+    layer = {
+        "arcface": keras_margin.ArcMarginHead,
+        "cosface": keras_margin.CosMarginHead,
+        "combined": keras_margin.CombinedMarginHead,
+        "sphereface": keras_margin.SphereMarginHead,
+        "lsoftmax": keras_margin.LargeMarginHead,
+    }[name]
+    return layer(num_classes, **options)
+
+
+def scale_argument(text):
+    """`--scale`: a positive number, "auto" or "adaptive"."""
+    return text if text in ("auto", "adaptive") else float(text)
 
 
 def parse_args(argv=None):
@@ -58,8 +76,11 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=None, help="tfds data_dir (also where a folder is prepared)")
     parser.add_argument("--split", default="train", help="tfds split to use (tfds names only)")
     parser.add_argument("--head", choices=sorted(HEADS), default="arcface")
-    parser.add_argument("--scale", type=float, default=None, help="s of arcface / cosface / combined (default 32)")
-    parser.add_argument("--margin", type=float, default=None, help="the head's margin (default: the paper's)")
+    parser.add_argument("--scale", type=scale_argument, default=None,
+                        help="s of arcface / cosface / combined: a number, auto or adaptive (default: the head's)")
+    parser.add_argument("--margin", type=float, default=None, help="the head's margin (default: the head's)")
+    parser.add_argument("--margin-warmup-steps", type=int, default=None,
+                        help="arcface / cosface / combined: steps over which the margin ramps up (default: the head's)")
     parser.add_argument("--center-loss", action="store_true", help="add a CenterLossLayer on the embeddings")
     parser.add_argument("--center-loss-weight", type=float, default=0.01)
     parser.add_argument("--triplet", action="store_true", help="train with TripletLoss on P×K batches, no head")
@@ -67,7 +88,11 @@ def parse_args(argv=None):
     parser.add_argument("--images-per-identity", type=int, default=4, help="K of the P×K batches (--triplet)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                        help="adam, or sgd with momentum 0.9")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--max-images", type=int, default=None,
+                        help="use only the first this many images of the dataset (e.g. to subsample MNIST)")
     parser.add_argument("--image-size", type=int, default=64, help="images are cropped and resized to this square")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
     parser.add_argument("--embedding-dim", type=int, default=128)
@@ -112,7 +137,10 @@ def train(args, train_set):
     """Returns the trained embedding network and the History."""
     embedder = embedding_network(args.image_size, args.channels, args.embedding_dim)
     preprocess = data.face_preprocessing(args.image_size, args.channels, flip=True, seed=args.seed)
-    optimizer = keras.optimizers.Adam(args.learning_rate)
+    if args.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(args.learning_rate, momentum=0.9)
+    else:
+        optimizer = keras.optimizers.Adam(args.learning_rate)
     if args.triplet:
         batches = data.pk_batches(
             train_set, args.identities_per_batch, args.images_per_identity, preprocess=preprocess, seed=args.seed
@@ -128,7 +156,7 @@ def train(args, train_set):
         embeddings = keras_margin.CenterLossLayer(
             train_set.num_classes, weight=args.center_loss_weight, name="center_loss_layer"
         )(embeddings, labels=labels)
-    head = HEADS[args.head](train_set.num_classes, args)
+    head = make_head(args.head, train_set.num_classes, args)
     logits = head(embeddings) if args.head == "softmax" else head(embeddings, labels=labels)
     model = keras.Model([images, labels], logits, name="train_model")
     model.compile(
@@ -177,6 +205,8 @@ def main(argv=None):
     start = time.perf_counter()
     with tfds.testing.mock_data(num_examples=200) if args.mock_data else contextlib.nullcontext():
         identities = load_identities(args)
+        if args.max_images:
+            identities = identities.take(args.max_images)
         train_set, test_set = identities.split_identities(test_fraction=args.test_identities, seed=args.seed)
         print(f"{identities}: {train_set.num_classes} training identities, "
               f"{test_set.num_classes} held out for verification", flush=True)

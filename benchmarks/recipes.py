@@ -1,0 +1,131 @@
+"""Measure training recipes: verification accuracy on identities never seen in training.
+
+Runs `examples/train_faces.py` once per (recipe, seed) in a fresh process and
+prints a Markdown table of the held-out verification accuracy (mean ± std over
+the seeds; each seed also draws another identity split), TAR@FAR=1e-2 and the
+final training loss, and writes everything to a JSON file.
+
+    python benchmarks/recipes.py --suite orl --data-dir /tmp/tfds
+    python benchmarks/recipes.py --suite mnist --data-dir ../shared/data/tfds
+    python benchmarks/recipes.py --suite orl --only arcface-default softmax --seeds 0
+
+Suites:
+  orl:   ../shared/data/faces/orl (40 people × 10 images), 30 people train, 10 held out.
+  mnist: MNIST from a tfds data_dir, 6 digits train, 4 held out (an open-set split).
+"""
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TRAIN_FACES = ROOT / "examples" / "train_faces.py"
+ORL = ROOT.parent / "shared" / "data" / "faces" / "orl"
+
+SUITES = {
+    "orl": [
+        "--data", str(ORL), "--channels", "1", "--image-size", "48", "--epochs", "30",
+        "--batch-size", "32", "--test-identities", "0.25", "--num-pairs", "800",
+    ],
+    "mnist": [
+        "--data", "mnist", "--channels", "1", "--image-size", "28", "--epochs", "5",
+        "--batch-size", "64", "--max-images", "12000", "--test-identities", "0.4", "--num-pairs", "2000",
+    ],
+}
+
+# name → extra train_faces.py options; "default" rows use the package's defaults.
+SGD = ["--optimizer", "sgd", "--learning-rate", "0.1"]
+PAPER_ARC = ["--head", "arcface", "--scale", "64", "--margin", "0.5", "--margin-warmup-steps", "0"]
+PAPER_COS = ["--head", "cosface", "--scale", "64", "--margin", "0.35", "--margin-warmup-steps", "0"]
+RECIPES = {
+    "softmax": ["--head", "softmax"],
+    "arcface-default": ["--head", "arcface"],
+    "cosface-default": ["--head", "cosface"],
+    "arcface-paper": PAPER_ARC,
+    "cosface-paper": PAPER_COS,
+    "arcface-s16-m0.3": ["--head", "arcface", "--scale", "16", "--margin", "0.3", "--margin-warmup-steps", "0"],
+    "arcface-s64-warmup": ["--head", "arcface", "--scale", "64", "--margin", "0.5", "--margin-warmup-steps", "150"],
+    "arcface-auto-m0.5": ["--head", "arcface", "--scale", "auto", "--margin", "0.5", "--margin-warmup-steps", "0"],
+    "arcface-auto-warmup": ["--head", "arcface", "--scale", "auto", "--margin", "0.5", "--margin-warmup-steps", "150"],
+    "arcface-adaptive": ["--head", "arcface", "--scale", "adaptive", "--margin", "0.5", "--margin-warmup-steps", "0"],
+    "cosface-auto-m0.35": ["--head", "cosface", "--scale", "auto", "--margin", "0.35", "--margin-warmup-steps", "0"],
+    "cosface-s16-m0.2": ["--head", "cosface", "--scale", "16", "--margin", "0.2", "--margin-warmup-steps", "0"],
+    "softmax-sgd": ["--head", "softmax", *SGD],
+    "arcface-default-sgd": ["--head", "arcface", *SGD],
+    "cosface-default-sgd": ["--head", "cosface", *SGD],
+    "arcface-paper-sgd": [*PAPER_ARC, *SGD],
+    "cosface-paper-sgd": [*PAPER_COS, *SGD],
+    "arcface-s64-warmup-sgd": [*PAPER_ARC[:-1], "150", *SGD],
+    "arcface-auto-sgd": ["--head", "arcface", "--scale", "auto", "--margin", "0.5", "--margin-warmup-steps", "0",
+                         *SGD],
+    "arcface-auto-warmup-sgd": ["--head", "arcface", "--scale", "auto", "--margin", "0.5",
+                                "--margin-warmup-steps", "150", *SGD],
+    "cosface-auto-sgd": ["--head", "cosface", "--scale", "auto", "--margin", "0.35", "--margin-warmup-steps", "0",
+                         *SGD],
+}
+
+
+def run(suite, recipe, seed, data_dir, output_root):
+    output_dir = output_root / suite / f"{recipe}-seed{seed}"
+    command = [sys.executable, str(TRAIN_FACES), *SUITES[suite], *RECIPES[recipe],
+               "--seed", str(seed), "--output-dir", str(output_dir)]
+    if data_dir:
+        command += ["--data-dir", data_dir]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    report = json.loads((output_dir / "report.json").read_text())
+    verification = report["verification"]
+    return {
+        "accuracy": verification["accuracy"],
+        "tar@far=1e-2": verification["tar_at_far"]["0.01"],
+        "auc": verification["auc"],
+        "final_loss": report["history"]["loss"][-1],
+        "seconds": time.perf_counter() - start,
+        "command": " ".join(["python", *command[1:]]),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", choices=sorted(SUITES), required=True)
+    parser.add_argument("--only", nargs="*", choices=sorted(RECIPES), help="recipes to run (default: all)")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--data-dir", default=None, help="tfds data_dir (MNIST; where ORL is prepared)")
+    parser.add_argument("--output-dir", default="recipes_output")
+    parser.add_argument("--json", default=None, help="results file (default: <output-dir>/<suite>.json)")
+    args = parser.parse_args()
+
+    output_root = pathlib.Path(args.output_dir)
+    results = {}
+    for recipe in args.only or RECIPES:
+        runs = [run(args.suite, recipe, seed, args.data_dir, output_root) for seed in args.seeds]
+        results[recipe] = {"options": RECIPES[recipe], "runs": runs}
+        accuracy = [r["accuracy"] for r in runs]
+        print(f"{recipe}: accuracy {np.mean(accuracy):.4f} ± {np.std(accuracy):.4f} "
+              f"({', '.join(f'{a:.3f}' for a in accuracy)})", flush=True)
+
+    print(f"\n| {args.suite} recipe | verification accuracy | TAR@FAR=1e-2 | final training loss |")
+    print("|---|---|---|---|")
+    for recipe, result in results.items():
+        columns = []
+        for key in ("accuracy", "tar@far=1e-2", "final_loss"):
+            values = [r[key] for r in result["runs"]]
+            percent = key != "final_loss"
+            scale = 100.0 if percent else 1.0
+            columns.append(f"{np.mean(values) * scale:.1f}{'%' if percent else ''} ± {np.std(values) * scale:.1f}")
+        print(f"| {recipe} | " + " | ".join(columns) + " |")
+    json_path = pathlib.Path(args.json or output_root / f"{args.suite}.json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"suite": args.suite, "seeds": args.seeds, "results": results}, indent=2))
+    print(f"\nwrote {json_path}")
+
+
+if __name__ == "__main__":
+    main()
