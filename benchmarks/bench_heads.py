@@ -1,0 +1,170 @@
+"""Time a full training step of every head (and the metric losses) against the matmul floor.
+
+The floor is the cheapest model that does the same essential work: a
+`NormalizedDense` with a fixed scale and sparse softmax cross-entropy, i.e. one
+(B × d)·(d × C) product forward and two backward. Every configuration runs in
+a fresh process (so its peak memory is its own): it builds
+`Dense(d) → head`, takes a few warm-up steps, then times `repeats` training
+steps (forward, backward, optimizer update) and reports the median.
+
+    python benchmarks/bench_heads.py                         # B=256, d=512, C in {10k, 100k}
+    python benchmarks/bench_heads.py --classes 1000 --repeats 5 --parts floor arcface
+    KERAS_BACKEND=jax python benchmarks/bench_heads.py       # e.g. on a GPU
+
+Prints a Markdown table (median ms/step, ratio to the floor with the same
+jit setting, peak memory) and writes the rows to a JSON file.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+PARTS = ("floor", "arcface", "cosface", "combined", "sphereface", "lsoftmax", "arcface_subcenters",
+         "arcface_adaptive", "contrastive", "triplet_semi_hard", "triplet_batch_hard")
+METRIC_LOSSES = ("contrastive", "triplet_semi_hard", "triplet_batch_hard")
+
+
+def build(part, batch, dim, classes, jit, sample_rate=1.0):
+    import keras
+
+    import keras_margin
+
+    embeddings_in = keras.Input((dim,), name="features")
+    embeddings = keras.layers.Dense(dim, name="embedding")(embeddings_in)  # so the step needs d(loss)/dx
+    if part in METRIC_LOSSES:
+        model = keras.Model(embeddings_in, embeddings)
+        loss = {
+            "contrastive": keras_margin.losses.ContrastiveLoss(),
+            "triplet_semi_hard": keras_margin.losses.TripletLoss(mining="semi_hard"),
+            "triplet_batch_hard": keras_margin.losses.TripletLoss(mining="batch_hard"),
+        }[part]
+        model.compile(keras.optimizers.SGD(0.01), loss, jit_compile=jit)
+        return model, False
+    partial = {} if sample_rate == 1.0 else {"sample_rate": sample_rate}
+    head = {
+        "floor": lambda: keras_margin.NormalizedDense(classes, scale=64.0),
+        "arcface": lambda: keras_margin.ArcMarginHead(classes, **partial),
+        "cosface": lambda: keras_margin.CosMarginHead(classes, **partial),
+        "combined": lambda: keras_margin.CombinedMarginHead(classes, m1=1.0, m2=0.3, m3=0.2, **partial),
+        "sphereface": lambda: keras_margin.SphereMarginHead(classes),
+        "lsoftmax": lambda: keras_margin.LargeMarginHead(classes),
+        "arcface_subcenters": lambda: keras_margin.ArcMarginHead(classes // 3, num_subcenters=3, **partial),
+        "arcface_adaptive": lambda: keras_margin.ArcMarginHead(classes, scale="adaptive", **partial),
+    }[part]()
+    labels = keras.Input((), dtype="int32", name="labels")
+    if part == "floor":
+        model = keras.Model([embeddings_in, labels], head(embeddings))
+    else:
+        model = keras.Model([embeddings_in, labels], head(embeddings, labels=labels))
+    model.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit)
+    return model, True
+
+
+def measure(part, batch, dim, classes, jit, repeats, warmup, sample_rate):
+    """One configuration, in this process: median seconds per step and peak RSS."""
+    import keras
+    import numpy as np
+
+    model, takes_labels = build(part, batch, dim, classes, jit, sample_rate)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, dim)).astype("float32")
+    num_labels = classes // 3 if part == "arcface_subcenters" else classes
+    if part in METRIC_LOSSES:
+        y = np.repeat(np.arange(batch // 4), 4).astype("int32")  # P×K-like: 4 images per identity
+        inputs = x
+    else:
+        y = rng.integers(0, num_labels, batch).astype("int32")
+        inputs = [x, y]
+    for _ in range(warmup):
+        model.train_on_batch(inputs, y)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        loss = model.train_on_batch(inputs, y)
+        keras.ops.convert_to_numpy(loss)
+        times.append(time.perf_counter() - start)
+    return {"median_ms": 1000 * float(np.median(times)), "min_ms": 1000 * float(np.min(times)),
+            "peak_memory_mb": peak_memory_mb()}
+
+
+def peak_memory_mb():
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.local_devices()[0]
+        if device.platform != "cpu":
+            return device.memory_stats()["peak_bytes_in_use"] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def run_child(args, part, classes, jit):
+    command = [sys.executable, __file__, "--child", part, str(classes), str(int(jit)),
+               "--batch", str(args.batch), "--dim", str(args.dim), "--repeats", str(args.repeats),
+               "--warmup", str(args.warmup), "--sample-rate", str(args.sample_rate)]
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    if result.returncode:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--classes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--jit", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--sample-rate", type=float, default=1.0, help="Partial FC rate of the normalized heads")
+    parser.add_argument("--json", default="bench_heads.json")
+    parser.add_argument("--child", nargs=3, metavar=("PART", "CLASSES", "JIT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        part, classes, jit = args.child[0], int(args.child[1]), bool(int(args.child[2]))
+        print(json.dumps(measure(part, args.batch, args.dim, classes, jit, args.repeats, args.warmup,
+                                 args.sample_rate)))
+        return
+
+    import keras
+
+    jits = {"on": [True], "off": [False], "both": [True, False]}[args.jit]
+    rows = []
+    print(f"backend {keras.backend.backend()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; B={args.batch}, d={args.dim}, sample_rate={args.sample_rate}", flush=True)
+    print("\n| part | C | XLA | median ms/step | × floor | peak memory (MB) |")
+    print("|---|---|---|---|---|---|")
+    for classes in args.classes:
+        for jit in jits:
+            floor = None
+            for part in args.parts:
+                result = run_child(args, part, classes, jit)
+                row = {"part": part, "classes": classes, "jit": jit, **result}
+                if part == "floor" and "median_ms" in result:
+                    floor = result["median_ms"]
+                if "median_ms" in result and floor and part not in METRIC_LOSSES:
+                    row["ratio_to_floor"] = result["median_ms"] / floor
+                rows.append(row)
+                if "error" in result:
+                    print(f"| {part} | {classes} | {'on' if jit else 'off'} | error: {result['error'][:80]} | | |")
+                    continue
+                ratio = f"{row['ratio_to_floor']:.3f}" if "ratio_to_floor" in row else "–"
+                print(f"| {part} | {classes:,} | {'on' if jit else 'off'} | {result['median_ms']:.1f} | {ratio} | "
+                      f"{result['peak_memory_mb']:.0f} |", flush=True)
+    with open(args.json, "w") as file:
+        json.dump({"batch": args.batch, "dim": args.dim, "backend": keras.backend.backend(),
+                   "sample_rate": args.sample_rate, "rows": rows}, file, indent=2)
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
