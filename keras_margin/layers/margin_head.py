@@ -211,12 +211,13 @@ class ScaledCosineHead(MarginHead):
         self.warmup_step.assign(ops.minimum(step + 1, self.margin_warmup_steps))
         return factor
 
-    def _scale_for_step(self, cos, one_hot, training, non_target_weight=1.0):
+    def _scale_for_step(self, cos, labels, training, non_target_weight=1.0):
         """The scale of this call; the adaptive scale is updated from a training batch first."""
         if self.scale != "adaptive":
             return self.scale_value
         scale = ops.convert_to_tensor(self.adaptive_scale)
         if training:
+            one_hot = ops.one_hot(labels, cos.shape[-1], dtype="float32")
             log_sum, theta = margins.adacos_batch_statistics(cos, one_hot, scale)
             # under tf.distribute: the statistics of the global batch
             log_sum, theta = cross_replica_concat([log_sum, theta])
@@ -230,36 +231,35 @@ class ScaledCosineHead(MarginHead):
         labels = validated_labels(labels, embeddings, self.num_classes)
         if training and self.sample_rate < 1.0:
             return self._sampled_call(embeddings, labels)
-        one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
-        return self._margin_logits(self.cosines(embeddings), one_hot, training)
+        cos_target = margins.target_cosine_from_kernel(embeddings, self.kernel, labels, self.num_subcenters)
+        return self._margin_logits(self.cosines(embeddings), labels, training, cos_target)
 
-    def _margin_logits(self, cos, one_hot, training, non_target_weight=1.0):
-        """`s · cos θ_j` with the margin on each row's target column."""
-        scale = self._scale_for_step(cos, one_hot, training, non_target_weight)
+    def _margin_logits(self, cos, labels, training, cos_target, non_target_weight=1.0):
+        """`s · cos θ_j` with the margin on each row's target column `labels` (cosine `cos_target`)."""
+        scale = self._scale_for_step(cos, labels, training, non_target_weight)
         factor = self._factor_for_step(training)
         self._track(scale, factor)
-        cos_target = margins.target_cosine(cos, one_hot)
         shift = self.margin_target(cos_target, factor) - cos_target
         if self.gradient == "detached":
             shift = ops.stop_gradient(shift)
-        return scale * margins.shift_target(cos, one_hot, shift)
+        return margins.scaled_logits_with_target_shift(cos, labels, shift, scale)
 
     def _sampled_call(self, embeddings, labels):
         """A Partial FC training step: margin logits of the sampled classes, spread to all columns."""
         k = self.num_sampled_classes
         batch = embeddings.shape[0]
-        if batch is not None and batch > k:
+        if batch is not None and batch > k and k < self.num_classes:
             raise ValueError(
                 f"`sample_rate={self.sample_rate}` keeps {k} of {self.num_classes} classes per step, fewer than "
                 f"the batch size {batch}, so a batch's classes might not all be kept. Raise `sample_rate` to at "
-                f"least {batch / self.num_classes:.3g}."
+                f"least {min(1.0, batch / self.num_classes):.3g}."
             )
         classes, positions = class_sampling.sample_classes(labels, self.num_classes, k, self.seed_generator)
         kernel = class_sampling.take_class_columns(self.kernel, classes, self.num_subcenters)
         cos = margins.cosine_similarity(embeddings, kernel, self.compute_dtype)
         cos = margins.max_over_subcenters(cos, self.num_subcenters)
-        one_hot = ops.one_hot(ops.take(positions, labels), k, dtype="float32")
-        logits = self._margin_logits(cos, one_hot, True, (self.num_classes - 1) / (k - 1))
+        cos_target = margins.target_cosine_from_kernel(embeddings, self.kernel, labels, self.num_subcenters)
+        logits = self._margin_logits(cos, ops.take(positions, labels), True, cos_target, (self.num_classes - 1) / (k - 1))
         return class_sampling.spread_to_all_classes(logits, positions)
 
     def _track(self, scale, factor):
