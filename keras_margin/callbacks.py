@@ -157,6 +157,9 @@ class MarginScheduler(keras.callbacks.Callback):
             raise ValueError(
                 f"`schedule` must return a margin factor in [0, 1]. Received: {factor!r} at {self.unit} {position}"
             )
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:  # the JAX trainer holds the variables' values outside them during fit
+            sync()
         for head in self._heads:
             head.margin_factor.assign(float(factor))
 

@@ -4,12 +4,14 @@ import keras
 import numpy as np
 
 
-def loss_gradients(layer, x, labels, loss_fn):
-    """Gradients of `loss_fn(labels, layer(x, labels=labels))` w.r.t. x and the kernel.
+def loss_gradients(layer, x, labels, loss_fn, training=None):
+    """Gradients of `loss_fn(labels, layer(x, labels=labels, training=training))` w.r.t. x and the kernel.
 
     `labels=None` calls the layer on `x` alone. Returns two NumPy arrays.
     """
     call_kwargs = {} if labels is None else {"labels": labels}
+    if training is not None:
+        call_kwargs["training"] = training
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf

@@ -183,9 +183,13 @@ def test_warmup_and_adaptive_scale_under_xla_are_logged(rng):
     head = keras_margin.ArcMarginHead(NUM_CLASSES, scale="adaptive", margin=0.5, margin_warmup_steps=6)
     model = xla_model(head)
     history = model.fit([x, labels], labels, batch_size=10, epochs=3, verbose=0)  # 4 steps per epoch
+    assert int(keras.ops.convert_to_numpy(head.warmup_step)) == 6, "the counter stops at the end of the warm-up"
+    assert head.current_margin_factor == 1.0
+    if keras.backend.backend() != "tensorflow":
+        assert "margin_factor" not in history.history  # layer metrics reach History on TensorFlow only
+        return
     # the factor of the epoch's last step: steps 3, 7 and 11 → 3/6, 1, 1
     np.testing.assert_allclose(history.history["margin_factor"], [0.5, 1.0, 1.0])
-    assert int(head.warmup_step.numpy()) == 6, "the counter stops at the end of the warm-up"
     assert history.history["scale"][-1] == pytest.approx(head.current_scale)
     assert head.current_scale != pytest.approx(math.sqrt(2) * math.log(NUM_CLASSES - 1))
 
@@ -201,6 +205,8 @@ def test_margin_scheduler_sets_the_factor_each_step(rng):
 
     class Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            if hasattr(self.model, "jax_state_sync"):
+                self.model.jax_state_sync()
             seen.append(head.current_margin_factor)
 
     schedule = keras_margin.callbacks.MarginScheduler(lambda step: 0.5 - 0.5 * math.cos(math.pi * min(step, 5) / 5))
@@ -261,4 +267,4 @@ def test_state_round_trips_through_a_keras_file(tmp_path, rng):
     assert again.get_config() == head.get_config()
     for name in ("margin_factor", "warmup_step", "adaptive_scale"):
         np.testing.assert_array_equal(np.array(getattr(again, name)), np.array(getattr(head, name)), err_msg=name)
-    assert int(again.warmup_step.numpy()) == 4 and again.current_margin_factor == pytest.approx(3 / 9)
+    assert int(keras.ops.convert_to_numpy(again.warmup_step)) == 4 and again.current_margin_factor == pytest.approx(3 / 9)

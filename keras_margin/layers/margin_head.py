@@ -149,10 +149,14 @@ class ScaledCosineHead(MarginHead):
         if self.sample_rate < 1.0:
             self.num_sampled_classes = class_sampling.num_sampled_classes(self.num_classes, self.sample_rate)
             self.seed_generator = keras.random.SeedGenerator(seed)
-        if self.margin_warmup_steps:
-            self.margin_factor_tracker = LatestValue(name="margin_factor")
-        if self.scale == "adaptive":
-            self.scale_tracker = LatestValue(name="scale")
+        # Layer-owned metrics reach History on the TensorFlow trainer only (as in
+        # CenterLossLayer); on other backends the weights hold the values.
+        self._trackers = {}
+        if keras.backend.backend() == "tensorflow":
+            if self.margin_warmup_steps:
+                self._trackers["margin_factor"] = LatestValue(name="margin_factor")
+            if self.scale == "adaptive":
+                self._trackers["scale"] = LatestValue(name="scale")
 
     def build(self, embeddings_shape):
         super().build(embeddings_shape)
@@ -263,14 +267,9 @@ class ScaledCosineHead(MarginHead):
         return class_sampling.spread_to_all_classes(logits, positions)
 
     def _track(self, scale, factor):
-        # Layer-owned metrics reach History on the TensorFlow trainer only (as
-        # in CenterLossLayer); the weights hold the values on every backend.
-        if keras.backend.backend() != "tensorflow":
-            return
-        if self.margin_warmup_steps:
-            self.margin_factor_tracker.update_state(factor)
-        if self.scale == "adaptive":
-            self.scale_tracker.update_state(scale)
+        for name, value in (("margin_factor", factor), ("scale", scale)):
+            if name in self._trackers:
+                self._trackers[name].update_state(value)
 
     def _current_factor(self, factor):
         return ops.convert_to_tensor(self.margin_factor) if factor is None else factor
