@@ -80,26 +80,6 @@ def clamp_cosine(cos, epsilon=COSINE_EPSILON):
     return ops.clip(cos, -1.0 + epsilon, 1.0 - epsilon)
 
 
-def target_cosine_from_kernel(embeddings, kernel, labels, num_subcenters=1):
-    """cos θ_y between each embedding and its own class weight, shape `(batch,)`.
-
-    Computed from the `batch` target columns of `kernel` alone (O(batch·dim)),
-    not read out of the `(batch, classes)` cosine matrix, so a compiled step
-    keeps no extra `(batch, classes)` buffer for it. With sub-centers, the
-    largest cosine over the class's K columns.
-    """
-    x = l2_normalize(embeddings, axis=-1)
-    if num_subcenters == 1:
-        columns = labels
-    else:
-        columns = ops.reshape(
-            ops.expand_dims(labels, -1) * num_subcenters + ops.arange(num_subcenters, dtype="int32"), (-1,)
-        )
-    w = l2_normalize(ops.transpose(ops.take(ops.cast(kernel, "float32"), columns, axis=1)), axis=-1)
-    w = ops.reshape(w, (-1, num_subcenters, w.shape[-1]))
-    return ops.max(ops.sum(ops.expand_dims(x, 1) * w, axis=-1), axis=-1)
-
-
 def target_cosine(cos, one_hot):
     """The cosine of each row's target column, shape `(batch,)`."""
     return ops.sum(cos * one_hot, axis=-1)
@@ -112,44 +92,6 @@ def shift_target(values, one_hot, shift):
     zeros (a label outside the classes) is left unchanged.
     """
     return values + one_hot * ops.expand_dims(shift, -1)
-
-
-def scaled_logits_with_target_shift(cos, labels, shift, scale):
-    """`scale · cos`, with `scale · shift` added in each row's label column.
-
-    The same values and gradients as `scale * shift_target(cos, one_hot,
-    shift)`, but the gradient of `shift` is read out of the cosines' gradient
-    with `take_along_axis` instead of a one-hot product and a row sum, so a
-    compiled training step keeps no `(batch, classes)` buffer beyond the
-    logits and their gradient. `scale` gets no gradient (a constant or a
-    non-trainable weight).
-
-    Args:
-        cos: float32 `(batch, classes)` cosines.
-        labels: int32 `(batch,)` column of each row's target.
-        shift: float32 `(batch,)` change of each target cosine.
-        scale: float32 scalar.
-
-    Returns:
-        float32 `(batch, classes)` logits.
-    """
-    num_classes = cos.shape[-1]
-    columns = ops.expand_dims(labels, -1)
-    scale = ops.convert_to_tensor(scale, "float32")
-
-    @ops.custom_gradient
-    def logits(cos, shift):
-        one_hot = ops.one_hot(labels, num_classes, dtype="float32")
-        value = scale * (cos + one_hot * ops.expand_dims(shift, -1))
-
-        def gradient(*args, upstream=None):
-            upstream = args[0] if upstream is None else upstream
-            d_cos = scale * upstream
-            return d_cos, ops.take_along_axis(d_cos, columns, axis=-1)[:, 0]
-
-        return value, gradient
-
-    return logits(cos, shift)
 
 
 def combined_margin(cos, m1=1.0, m2=0.0, m3=0.0, fallback="continuous"):

@@ -215,13 +215,12 @@ class ScaledCosineHead(MarginHead):
         self.warmup_step.assign(ops.minimum(step + 1, self.margin_warmup_steps))
         return factor
 
-    def _scale_for_step(self, cos, labels, training, non_target_weight=1.0):
+    def _scale_for_step(self, cos, one_hot, training, non_target_weight=1.0):
         """The scale of this call; the adaptive scale is updated from a training batch first."""
         if self.scale != "adaptive":
             return self.scale_value
         scale = ops.convert_to_tensor(self.adaptive_scale)
         if training:
-            one_hot = ops.one_hot(labels, cos.shape[-1], dtype="float32")
             log_sum, theta = margins.adacos_batch_statistics(cos, one_hot, scale)
             # under tf.distribute: the statistics of the global batch
             log_sum, theta = cross_replica_concat([log_sum, theta])
@@ -235,18 +234,19 @@ class ScaledCosineHead(MarginHead):
         labels = validated_labels(labels, embeddings, self.num_classes)
         if training and self.sample_rate < 1.0:
             return self._sampled_call(embeddings, labels)
-        cos_target = margins.target_cosine_from_kernel(embeddings, self.kernel, labels, self.num_subcenters)
-        return self._margin_logits(self.cosines(embeddings), labels, training, cos_target)
+        return self._margin_logits(self.cosines(embeddings), labels, training)
 
-    def _margin_logits(self, cos, labels, training, cos_target, non_target_weight=1.0):
-        """`s · cos θ_j` with the margin on each row's target column `labels` (cosine `cos_target`)."""
-        scale = self._scale_for_step(cos, labels, training, non_target_weight)
+    def _margin_logits(self, cos, labels, training, non_target_weight=1.0):
+        """`s · cos θ_j` with the margin on each row's target column (`labels` index the columns of `cos`)."""
+        one_hot = ops.one_hot(labels, cos.shape[-1], dtype="float32")
+        scale = self._scale_for_step(cos, one_hot, training, non_target_weight)
         factor = self._factor_for_step(training)
         self._track(scale, factor)
+        cos_target = margins.target_cosine(cos, one_hot)
         shift = self.margin_target(cos_target, factor) - cos_target
         if self.gradient == "detached":
             shift = ops.stop_gradient(shift)
-        return margins.scaled_logits_with_target_shift(cos, labels, shift, scale)
+        return scale * margins.shift_target(cos, one_hot, shift)
 
     def _sampled_call(self, embeddings, labels):
         """A Partial FC training step: margin logits of the sampled classes, spread to all columns."""
@@ -262,8 +262,7 @@ class ScaledCosineHead(MarginHead):
         kernel = class_sampling.take_class_columns(self.kernel, classes, self.num_subcenters)
         cos = margins.cosine_similarity(embeddings, kernel, self.compute_dtype)
         cos = margins.max_over_subcenters(cos, self.num_subcenters)
-        cos_target = margins.target_cosine_from_kernel(embeddings, self.kernel, labels, self.num_subcenters)
-        logits = self._margin_logits(cos, ops.take(positions, labels), True, cos_target, (self.num_classes - 1) / (k - 1))
+        logits = self._margin_logits(cos, ops.take(positions, labels), True, (self.num_classes - 1) / (k - 1))
         return class_sampling.spread_to_all_classes(logits, positions)
 
     def _track(self, scale, factor):
