@@ -115,9 +115,9 @@ def test_large_margin_head_matches_reference(rng, margin, lam):
 
 
 @pytest.mark.parametrize("head_cls,ref_fn", [
-    (layers.ArcMarginHead, lambda x, k, y, K: ref.arc_logits(x, k, y, 64.0, 0.5, num_subcenters=K)),
-    (layers.CosMarginHead, lambda x, k, y, K: ref.cos_logits(x, k, y, 64.0, 0.35, num_subcenters=K)),
-    (layers.CombinedMarginHead, lambda x, k, y, K: ref.combined_logits(x, k, y, 64.0, 1.0, 0.5, 0.0, num_subcenters=K)),
+    (layers.ArcMarginHead, lambda x, k, y, K: ref.arc_logits(x, k, y, 16.0, 0.5, num_subcenters=K)),
+    (layers.CosMarginHead, lambda x, k, y, K: ref.cos_logits(x, k, y, 16.0, 0.35, num_subcenters=K)),
+    (layers.CombinedMarginHead, lambda x, k, y, K: ref.combined_logits(x, k, y, 16.0, 1.0, 0.5, 0.0, num_subcenters=K)),
     (layers.SphereMarginHead, lambda x, k, y, K: ref.sphere_logits(x, k, y, 4, 5.0, num_subcenters=K)),
 ])
 def test_subcenters_use_the_closest_subcenter(rng, head_cls, ref_fn):

@@ -140,7 +140,7 @@ class ScaledCosineHead(MarginHead):
 
     gradient = "exact"
 
-    def __init__(self, num_classes, scale=64.0, margin_warmup_steps=0, sample_rate=1.0, seed=None, **kwargs):
+    def __init__(self, num_classes, scale=16.0, margin_warmup_steps=0, sample_rate=1.0, seed=None, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.scale = check_scale(scale, self.num_classes)
         self.margin_warmup_steps = check_number("margin_warmup_steps", margin_warmup_steps, low=0, integer=True)
