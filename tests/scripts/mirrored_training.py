@@ -41,6 +41,8 @@ HEADS = {
     "large": lambda: layers.LargeMarginHead(NUM_CLASSES, lambda_base=10.0, kernel_initializer=kernel),
     "arc_subcenters": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=8.0, num_subcenters=2,
                                                    kernel_initializer=keras.initializers.Constant(W1_SUBCENTERS)),
+    "arc_partial_fc": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=8.0, sample_rate=0.99, seed=1,
+                                                   kernel_initializer=kernel),
     "arc_adaptive_warmup": lambda: layers.ArcMarginHead(NUM_CLASSES, scale="adaptive", margin_warmup_steps=6,
                                                         kernel_initializer=kernel),
 }
