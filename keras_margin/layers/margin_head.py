@@ -130,7 +130,9 @@ class ScaledCosineHead(MarginHead):
     the other columns hold `keras_margin.margins.MASKED_LOGIT` (−1e30), so
     sparse cross-entropy on the output is the softmax loss restricted to the
     kept classes, and only their kernel columns get gradients. Evaluation and
-    prediction use every class. ⌈r·C⌉ must be at least the batch size.
+    prediction use every class. ⌈r·C⌉ must be at least the batch size. Use
+    plain sparse cross-entropy with it: label smoothing would give weight to
+    the −1e30 columns.
 
     Subclasses that set `self.gradient = "detached"` get the shift
     `margin_target(c) − c` without gradient: the target logit has the
