@@ -279,22 +279,6 @@ def adacos_scale_from_statistics(log_sums, theta, non_target_weight=1.0):
     return ops.maximum(scale, ADAPTIVE_SCALE_MINIMUM)
 
 
-def adacos_dynamic_scale(cos, one_hot, previous_scale, non_target_weight=1.0):
-    """The dynamic AdaCos scale after one batch held on one device.
-
-    Args:
-        cos: float32 `(batch, classes)` cosines (no margin).
-        one_hot: float32 `(batch, classes)` one-hot labels.
-        previous_scale: float32 scalar, the scale before this batch.
-        non_target_weight: see `adacos_scale_from_statistics`.
-
-    Returns:
-        float32 scalar tensor.
-    """
-    log_sum, theta = adacos_batch_statistics(cos, one_hot, previous_scale)
-    return adacos_scale_from_statistics(log_sum, theta, non_target_weight)
-
-
 def linear_warmup(step, warmup_steps):
     """min(1, step / warmup_steps) as a float32 tensor; 1 when `warmup_steps` is 0."""
     if warmup_steps == 0:
