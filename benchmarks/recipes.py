@@ -55,8 +55,6 @@ RECIPES = {
     "arcface-adaptive": ["--head", "arcface", "--scale", "adaptive", "--margin", "0.5", "--margin-warmup-steps", "0"],
     "cosface-auto-m0.35": ["--head", "cosface", "--scale", "auto", "--margin", "0.35", "--margin-warmup-steps", "0"],
     "cosface-s16-m0.2": ["--head", "cosface", "--scale", "16", "--margin", "0.2", "--margin-warmup-steps", "0"],
-    "arcface-s16": ["--head", "arcface", "--scale", "16", "--margin", "0.5", "--margin-warmup-steps", "0"],
-    "cosface-s16": ["--head", "cosface", "--scale", "16", "--margin", "0.35", "--margin-warmup-steps", "0"],
     "softmax-sgd": ["--head", "softmax", *SGD],
     "arcface-default-sgd": ["--head", "arcface", *SGD],
     "cosface-default-sgd": ["--head", "cosface", *SGD],
