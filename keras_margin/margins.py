@@ -61,6 +61,34 @@ def cosine_similarity(embeddings, kernel, compute_dtype="float32"):
     return ops.cast(ops.matmul(x, w), "float32")
 
 
+def linear_logits(embeddings, kernel, compute_dtype="float32"):
+    """The plain product `x · kernel` in float32, computed in `compute_dtype`.
+
+    Under float16 compute, both factors are first divided by their largest
+    norm (a constant without gradient) and the product multiplied back in
+    float32, so the float16 product lies in [−1, 1] and cannot overflow
+    however large the norms grow. The value and the gradient are those of
+    the plain product. Other dtypes need no rescaling (bfloat16 has the range
+    of float32).
+
+    Args:
+        embeddings: tensor of shape `(batch, dim)`.
+        kernel: tensor of shape `(dim, columns)`.
+        compute_dtype: dtype of the matrix product.
+
+    Returns:
+        float32 tensor of shape `(batch, columns)`.
+    """
+    x = ops.cast(embeddings, "float32")
+    w = ops.cast(kernel, "float32")
+    if compute_dtype != "float16":
+        return ops.cast(ops.matmul(ops.cast(x, compute_dtype), ops.cast(w, compute_dtype)), "float32")
+    x_bound = ops.stop_gradient(ops.max(l2_norm(x, axis=-1)))
+    w_bound = ops.stop_gradient(ops.max(l2_norm(w, axis=0)))
+    product = ops.matmul(ops.cast(x / x_bound, "float16"), ops.cast(w / w_bound, "float16"))
+    return ops.cast(product, "float32") * (x_bound * w_bound)
+
+
 def max_over_subcenters(cos, num_subcenters):
     """Reduces `(batch, classes * K)` cosines to `(batch, classes)`.
 
@@ -80,18 +108,77 @@ def clamp_cosine(cos, epsilon=COSINE_EPSILON):
     return ops.clip(cos, -1.0 + epsilon, 1.0 - epsilon)
 
 
-def target_cosine(cos, one_hot):
-    """The cosine of each row's target column, shape `(batch,)`."""
-    return ops.sum(cos * one_hot, axis=-1)
+def target_values(values, labels):
+    """Each row's entry in its target column, shape `(batch,)`.
 
+    Read with a gather, so no `(batch, classes)` product is formed; the
+    gradient, `one_hot · upstream`, is one elementwise expression that XLA
+    fuses into the consumer of the values' gradient (autodiff of a gather
+    would scatter into a zero `(batch, classes)` buffer instead). A label
+    outside the classes (possible inside a compiled function) reads 0 and
+    passes no gradient.
 
-def shift_target(values, one_hot, shift):
-    """Adds `shift` (shape `(batch,)`) to each row's target column of `values`.
-
-    One fused elementwise pass, on every backend. A row whose one-hot is all
-    zeros (a label outside the classes) is left unchanged.
+    Args:
+        values: float32 `(batch, classes)`.
+        labels: int32 `(batch,)`.
     """
-    return values + one_hot * ops.expand_dims(shift, -1)
+    num_classes = values.shape[-1]
+    in_range = ops.cast((labels >= 0) & (labels < num_classes), "float32")
+    columns = ops.expand_dims(ops.clip(labels, 0, num_classes - 1), -1)
+
+    @ops.custom_gradient
+    def gathered(values):
+        def gradient(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            return ops.one_hot(labels, num_classes, dtype="float32") * ops.expand_dims(upstream, -1)
+
+        return ops.take_along_axis(values, columns, axis=-1)[:, 0] * in_range, gradient
+
+    return gathered(values)
+
+
+def shift_target(values, labels, shift, scale=1.0):
+    """`scale · values`, with `scale · shift` added in each row's target column.
+
+    Args:
+        values: float32 `(batch, classes)` (cosines, or raw logits).
+        labels: int32 `(batch,)`, the target column of each row.
+        shift: float32 `(batch,)`, the change of each row's target value.
+        scale: float32 scalar without gradient (a number or a
+            non-trainable weight).
+
+    Returns:
+        float32 `(batch, classes)`: `scale · (values + one_hot · shift)`.
+
+    The forward pass is one fused elementwise pass. The gradient is the
+    exact one, written out: `scale · upstream` for `values`, and for `shift`
+    each row's target entry of it, read with a gather. Autodiff of the
+    one-hot product would get the latter as a row sum of `one_hot · upstream`,
+    and XLA on CPU computes that product into a `(batch, classes)` buffer of
+    its own while the softmax is still live: one more such buffer at the
+    training step's peak (see `benchmarks/xla_buffers.py`). A row whose
+    label is outside the classes (all-zero one-hot, possible inside a
+    compiled function) is left unchanged; the gradient its `shift` gets is
+    unused, since every path from `shift` back to `values` goes through that
+    zero one-hot.
+    """
+    num_classes = values.shape[-1]
+    columns = ops.expand_dims(ops.clip(labels, 0, num_classes - 1), -1)
+    scale = ops.cast(ops.convert_to_tensor(scale), "float32")
+
+    @ops.custom_gradient
+    def shifted(values, shift):
+        one_hot = ops.one_hot(labels, num_classes, dtype="float32")
+        result = scale * (values + one_hot * ops.expand_dims(shift, -1))
+
+        def gradient(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            d_values = scale * upstream
+            return d_values, ops.take_along_axis(d_values, columns, axis=-1)[:, 0]
+
+        return result, gradient
+
+    return shifted(values, shift)
 
 
 def combined_margin(cos, m1=1.0, m2=0.0, m3=0.0, fallback="continuous"):
@@ -239,7 +326,7 @@ MASKED_LOGIT = -1e30
 ADAPTIVE_SCALE_MINIMUM = 1.0
 
 
-def adacos_batch_statistics(cos, one_hot, previous_scale):
+def adacos_batch_statistics(cos, labels, previous_scale):
     """The per-batch pieces of the dynamic AdaCos scale, before any reduction.
 
     Returns:
@@ -248,9 +335,10 @@ def adacos_batch_statistics(cos, one_hot, previous_scale):
         gradient. Batches split over devices concatenate these.
     """
     cos = ops.stop_gradient(cos)
-    non_target = ops.where(one_hot > 0, MASKED_LOGIT, previous_scale * cos)
+    is_target = ops.expand_dims(labels, -1) == ops.arange(cos.shape[-1], dtype="int32")
+    non_target = ops.where(is_target, MASKED_LOGIT, previous_scale * cos)
     log_sum = ops.reshape(ops.logsumexp(non_target), (1,))
-    theta = ops.arccos(clamp_cosine(target_cosine(cos, one_hot)))
+    theta = ops.arccos(clamp_cosine(target_values(cos, labels)))
     return log_sum, theta
 
 

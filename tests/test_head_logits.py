@@ -141,3 +141,25 @@ def test_labels_of_every_accepted_form_give_the_same_logits(rng):
     for form in (labels.astype("int64"), labels.astype("uint8"), labels.astype("float32"),
                  labels.reshape(-1, 1).astype("int32"), labels.reshape(-1, 1).astype("float32")):
         np.testing.assert_array_equal(np.asarray(head(x, labels=keras.ops.convert_to_tensor(form))), want)
+
+
+@pytest.mark.parametrize("head_cls,ref_fn", [
+    (layers.SphereMarginHead, lambda x, k, y: ref.sphere_logits(x, k, y, 4, 5.0)),
+    (layers.LargeMarginHead, lambda x, k, y: ref.large_logits(x, k, y, 4, 5.0)),
+])
+def test_radius_heads_stay_finite_under_float16_when_logits_exceed_its_range(rng, head_cls, ref_fn):
+    # entries of ±25,000 (float16 numbers) pointing near the target weight:
+    # ‖x‖ ≈ 1e5, so ‖x‖·cos θ_y exceeds float16's 65,504 even with unit weights
+    keras.config.set_dtype_policy("mixed_float16")
+    _, kernel, labels = random_case(rng)
+    x = np.sign(kernel[:, labels].T) * 25000.0 * rng.uniform(0.8, 1.2, size=(len(labels), 1))
+    x = x.astype("float16").astype("float32")  # what a float16 layer before the head would pass
+    kernel = 10.0 * kernel
+    head = built_head(head_cls(NUM_CLASSES, margin=4, lambda_base=5.0, lambda_min=5.0), kernel)
+    bound = np.linalg.norm(x, axis=1).max() * np.linalg.norm(kernel, axis=0).max()
+    assert np.abs(ref_fn(x, kernel, None)).max() > 65504
+    for labels_arg in (labels, None):
+        got = np.asarray(head(x, labels=labels_arg))
+        assert got.dtype == np.float32 and np.all(np.isfinite(got))
+        # float16 carries ~3 significant digits of the rescaled product
+        np.testing.assert_allclose(got, ref_fn(x, kernel, labels_arg), atol=2e-3 * bound)

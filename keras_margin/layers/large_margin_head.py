@@ -16,10 +16,10 @@ class LargeMarginHead(MultiplicativeMarginHead):
     `SphereMarginHead`; the default `lambda_min=0` lets the pure L-Softmax
     target ‖W_y‖‖x‖ψ(θ) take over at the end of the schedule.
 
-    Logits are computed as `‖x‖‖W_j‖ · cos θ_j` with the norms in float32,
-    so they equal `W_jᵀx` and stay finite under float16 compute. Logits are
-    float32 under every dtype policy; out-of-range labels behave as in
-    `ArcMarginHead`.
+    Under float16 compute the product is rescaled so that it stays finite
+    however large the norms grow (`keras_margin.margins.linear_logits`).
+    Logits are float32 under every dtype policy; out-of-range labels behave
+    as in `ArcMarginHead`.
 
     Args:
         num_classes: integer ≥ 2.
@@ -75,9 +75,12 @@ class LargeMarginHead(MultiplicativeMarginHead):
             **kwargs,
         )
 
-    def logit_radius(self, embeddings):
-        kernel_norms = margins.l2_norm(self.kernel, axis=0, keepdims=True)
-        return self.embedding_norms(embeddings) * kernel_norms
+    def plain_logits(self, embeddings):
+        return margins.linear_logits(embeddings, self.kernel, self.compute_dtype)
+
+    def target_radius(self, embeddings, labels):
+        kernel_norms = margins.l2_norm(self.kernel, axis=0, keepdims=False)
+        return self.embedding_norms(embeddings)[:, 0] * ops.take(kernel_norms, labels)
 
     def get_config(self):
         config = super().get_config()

@@ -217,13 +217,13 @@ class ScaledCosineHead(MarginHead):
         self.warmup_step.assign(ops.minimum(step + 1, self.margin_warmup_steps))
         return factor
 
-    def _scale_for_step(self, cos, one_hot, training, non_target_weight=1.0):
+    def _scale_for_step(self, cos, labels, training, non_target_weight=1.0):
         """The scale of this call; the adaptive scale is updated from a training batch first."""
         if self.scale != "adaptive":
             return self.scale_value
         scale = ops.convert_to_tensor(self.adaptive_scale)
         if training:
-            log_sum, theta = margins.adacos_batch_statistics(cos, one_hot, scale)
+            log_sum, theta = margins.adacos_batch_statistics(cos, labels, scale)
             # under tf.distribute: the statistics of the global batch
             log_sum, theta = cross_replica_concat([log_sum, theta])
             scale = margins.adacos_scale_from_statistics(log_sum, theta, non_target_weight)
@@ -240,15 +240,14 @@ class ScaledCosineHead(MarginHead):
 
     def _margin_logits(self, cos, labels, training, non_target_weight=1.0):
         """`s · cos θ_j` with the margin on each row's target column (`labels` index the columns of `cos`)."""
-        one_hot = ops.one_hot(labels, cos.shape[-1], dtype="float32")
-        scale = self._scale_for_step(cos, one_hot, training, non_target_weight)
+        scale = self._scale_for_step(cos, labels, training, non_target_weight)
         factor = self._factor_for_step(training)
         self._track(scale, factor)
-        cos_target = margins.target_cosine(cos, one_hot)
+        cos_target = margins.target_values(cos, labels)
         shift = self.margin_target(cos_target, factor) - cos_target
         if self.gradient == "detached":
             shift = ops.stop_gradient(shift)
-        return scale * margins.shift_target(cos, one_hot, shift)
+        return margins.shift_target(cos, labels, shift, scale)
 
     def _sampled_call(self, embeddings, labels):
         """A Partial FC training step: margin logits of the sampled classes, spread to all columns."""

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_margin import margins
 from keras_margin._validation import check_number
+from keras_margin.layers.labels import validated_labels
 from keras_margin.layers.margin_head import MarginHead
 
 
@@ -19,7 +20,9 @@ class MultiplicativeMarginHead(MarginHead):
     every call with `training=True` and labels, i.e. once per training step
     when the head is called once per step; it is saved with the model.
 
-    Subclasses define the radius `r` through `logit_radius(embeddings)`.
+    Subclasses define `plain_logits(embeddings)`, the logits `r_j · cos θ_j`
+    as one matrix product, and `target_radius(embeddings, labels)`, the
+    radius `r_y` of each row's target.
     """
 
     def __init__(
@@ -50,8 +53,13 @@ class MultiplicativeMarginHead(MarginHead):
             aggregation="only_first_replica",  # replicas count the same steps
         )
 
-    def logit_radius(self, embeddings):
-        raise NotImplementedError(f"{type(self).__name__} must define logit_radius(embeddings)")
+    def plain_logits(self, embeddings):
+        """float32 logits without margin, `(batch, classes)`: `r_j · cos θ_j`."""
+        raise NotImplementedError(f"{type(self).__name__} must define plain_logits(embeddings)")
+
+    def target_radius(self, embeddings, labels):
+        """float32 radius `r_y` of each row's target logit, `(batch,)`."""
+        raise NotImplementedError(f"{type(self).__name__} must define target_radius(embeddings, labels)")
 
     def lambda_at(self, step):
         """λ after `step` training steps, as a float32 tensor."""
@@ -65,18 +73,21 @@ class MultiplicativeMarginHead(MarginHead):
         return float(ops.convert_to_numpy(self.lambda_at(self.annealing_step)))
 
     def call(self, embeddings, labels=None, training=None):
-        cos = self.cosines(embeddings)
-        radius = self.logit_radius(embeddings)
+        logits = self.plain_logits(embeddings)
         if labels is None:
-            return radius * cos
-        one_hot = self.target_one_hot(labels, embeddings)
+            return logits
+        labels = validated_labels(labels, embeddings, self.num_classes)
         lam = self.lambda_at(self.annealing_step)
         if training:
             self.annealing_step.assign_add(1)
-        cos_target = margins.target_cosine(cos, one_hot)
+        # The target cosine is read off the target logit, r_y · cos θ_y: the
+        # logits are the plain product, so no (batch, classes) radius is formed.
+        radius = self.target_radius(embeddings, labels)
+        logit_target = margins.target_values(logits, labels)
+        cos_target = logit_target / radius
         psi = margins.multiplicative_angular_psi(cos_target, self.margin)
-        shift = margins.blend_with_lambda(cos_target, psi, lam) - cos_target
-        return radius * margins.shift_target(cos, one_hot, shift)
+        shift = radius * margins.blend_with_lambda(cos_target, psi, lam) - logit_target
+        return margins.shift_target(logits, labels, shift)
 
     def get_config(self):
         config = super().get_config()

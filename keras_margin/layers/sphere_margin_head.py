@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_margin import margins
 from keras_margin.layers.multiplicative_margin_head import MultiplicativeMarginHead
 
 
@@ -78,5 +79,12 @@ class SphereMarginHead(MultiplicativeMarginHead):
             **kwargs,
         )
 
-    def logit_radius(self, embeddings):
-        return self.embedding_norms(embeddings)
+    def plain_logits(self, embeddings):
+        # ‖x‖ · cos θ_j = xᵀ Ŵ_j, one product with the normalized kernel
+        kernel = margins.l2_normalize(self.kernel, axis=0)
+        return margins.max_over_subcenters(
+            margins.linear_logits(embeddings, kernel, self.compute_dtype), self.num_subcenters
+        )
+
+    def target_radius(self, embeddings, labels):
+        return self.embedding_norms(embeddings)[:, 0]
