@@ -27,6 +27,7 @@ import time
 PARTS = ("floor", "arcface", "cosface", "combined", "sphereface", "lsoftmax", "arcface_subcenters",
          "arcface_adaptive", "contrastive", "triplet_semi_hard", "triplet_batch_hard")
 METRIC_LOSSES = ("contrastive", "triplet_semi_hard", "triplet_batch_hard")
+PARTIAL_FC_PARTS = ("arcface", "cosface", "combined", "arcface_subcenters", "arcface_adaptive")
 
 
 def build(part, batch, dim, classes, jit, sample_rate=1.0):
@@ -45,7 +46,7 @@ def build(part, batch, dim, classes, jit, sample_rate=1.0):
         }[part]
         model.compile(keras.optimizers.SGD(0.01), loss, jit_compile=jit)
         return model, False
-    partial = {} if sample_rate == 1.0 else {"sample_rate": sample_rate}
+    partial = {} if sample_rate == 1.0 or part not in PARTIAL_FC_PARTS else {"sample_rate": sample_rate}
     head = {
         "floor": lambda: keras_margin.NormalizedDense(classes, scale=64.0),
         "arcface": lambda: keras_margin.ArcMarginHead(classes, **partial),
@@ -61,8 +62,9 @@ def build(part, batch, dim, classes, jit, sample_rate=1.0):
         model = keras.Model([embeddings_in, labels], head(embeddings))
     else:
         model = keras.Model([embeddings_in, labels], head(embeddings, labels=labels))
-    model.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=jit)
+    # A Partial FC head adds its own loss
+    loss = None if partial and part in PARTIAL_FC_PARTS else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.SGD(0.01), loss, jit_compile=jit)
     return model, True
 
 

@@ -43,21 +43,30 @@ def l2_normalize(x, axis=-1):
     return x / l2_norm(x, axis=axis, keepdims=True)
 
 
-def cosine_similarity(embeddings, kernel, compute_dtype="float32"):
-    """Cosines between each embedding and each kernel column.
+KERNEL_LAYOUTS = ("columns", "rows")
+
+
+def cosine_similarity(embeddings, kernel, compute_dtype="float32", kernel_layout="columns"):
+    """Cosines between each embedding and each class weight of `kernel`.
 
     Args:
         embeddings: tensor of shape `(batch, dim)`.
-        kernel: tensor of shape `(dim, columns)`; each column is a class weight.
+        kernel: tensor of shape `(dim, classes)` (`kernel_layout="columns"`,
+            one class weight per column, as in `keras.layers.Dense`) or
+            `(classes, dim)` (`"rows"`).
         compute_dtype: dtype of the matrix product (e.g. `"float16"` under a
             mixed-precision policy). Norms are always taken in float32 and
             the product's inputs have unit norm, so nothing overflows.
+        kernel_layout: `"columns"` or `"rows"`.
 
     Returns:
-        float32 tensor of shape `(batch, columns)` with values in about [-1, 1].
+        float32 tensor of shape `(batch, classes)` with values in about [-1, 1].
     """
     x = ops.cast(l2_normalize(embeddings, axis=-1), compute_dtype)
-    w = ops.cast(l2_normalize(kernel, axis=0), compute_dtype)
+    if kernel_layout == "rows":
+        w = ops.transpose(ops.cast(l2_normalize(kernel, axis=-1), compute_dtype))
+    else:
+        w = ops.cast(l2_normalize(kernel, axis=0), compute_dtype)
     return ops.cast(ops.matmul(x, w), "float32")
 
 

@@ -4,10 +4,12 @@ import keras
 import numpy as np
 
 
-def loss_gradients(layer, x, labels, loss_fn, training=None):
+def loss_gradients(layer, x, labels, loss_fn, training=None, return_output=False):
     """Gradients of `loss_fn(labels, layer(x, labels=labels, training=training))` w.r.t. x and the kernel.
 
-    `labels=None` calls the layer on `x` alone. Returns two NumPy arrays.
+    `labels=None` calls the layer on `x` alone. Returns two NumPy arrays (a
+    sparse kernel gradient made dense), preceded by the layer's output when
+    `return_output` is true.
     """
     call_kwargs = {} if labels is None else {"labels": labels}
     if training is not None:
@@ -22,7 +24,8 @@ def loss_gradients(layer, x, labels, loss_fn, training=None):
             out = layer(x, **call_kwargs)
             value = loss_fn(labels, keras.ops.cast(out, "float32"))
         grad_x, grad_kernel = tape.gradient(value, [x, layer.kernel.value])
-        return np.asarray(grad_x), np.asarray(grad_kernel)
+        grads = (np.asarray(grad_x), np.asarray(tf.convert_to_tensor(grad_kernel)))
+        return (np.asarray(out), *grads) if return_output else grads
     if backend == "jax":
         import jax
 
@@ -30,10 +33,11 @@ def loss_gradients(layer, x, labels, loss_fn, training=None):
 
         def value(x_value, kernel_value):
             out, _ = layer.stateless_call([kernel_value], non_trainable, x_value, **call_kwargs)
-            return loss_fn(labels, keras.ops.cast(out, "float32"))
+            return loss_fn(labels, keras.ops.cast(out, "float32")), out
 
-        grads = jax.grad(value, argnums=(0, 1))(x, layer.kernel.value)
-        return np.asarray(grads[0]), np.asarray(grads[1])
+        (_, out), grads = jax.value_and_grad(value, argnums=(0, 1), has_aux=True)(x, layer.kernel.value)
+        grads = (np.asarray(grads[0]), np.asarray(grads[1]))
+        return (np.asarray(out), *grads) if return_output else grads
     raise NotImplementedError(f"loss_gradients() supports tensorflow and jax, not {backend}")
 
 

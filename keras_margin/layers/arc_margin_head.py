@@ -61,10 +61,12 @@ class ArcMarginHead(ScaledCosineHead):
             to its value over this many training steps (kept in the weights
             `warmup_step` and `margin_factor`, logged as `margin_factor`);
             0 applies the full margin from the first step.
-        sample_rate: Partial FC rate r in (0, 1]. Below 1, training steps
+        sample_rate: Partial FC rate r in (0, 1]. Below 1, the head adds its
+            own cross-entropy loss (compile without one), training steps
             compute the logits of ⌈r·C⌉ classes (the batch's classes plus
-            random others; the rest of the output is −1e30); evaluation and
-            prediction use all classes. ⌈r·C⌉ must be ≥ the batch size.
+            random others) and return the per-example loss, the kernel is
+            stored `(C·K, dim)`, and evaluation and prediction use all
+            classes. ⌈r·C⌉ must be ≥ the batch size. See `ScaledCosineHead`.
         seed: seed of the Partial FC class sampling.
         num_subcenters: integer K ≥ 1; K kernel columns per class and the
             largest cosine among them is used (sub-center ArcFace).
@@ -83,10 +85,12 @@ class ArcMarginHead(ScaledCosineHead):
         `embeddings`: `(batch, dim)`.
 
     Output shape:
-        `(batch, num_classes)`, float32.
+        `(batch, num_classes)`, float32; `(batch,)` per-example losses in a
+        Partial FC training step.
 
     Weights:
-        `kernel`: `(dim, num_classes * num_subcenters)`, class-major columns;
+        `kernel`: `(dim, num_classes * num_subcenters)`, class-major columns
+        (with `sample_rate < 1`: the transposed layout, class-major rows);
         non-trainable: `margin_factor` (), `warmup_step` () with a warm-up,
         `adaptive_scale` () with `scale="adaptive"`.
 

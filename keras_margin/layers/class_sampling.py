@@ -11,8 +11,6 @@ import math
 
 from keras import ops, random
 
-from keras_margin import margins
-
 
 def num_sampled_classes(num_classes, sample_rate):
     """⌈r·C⌉, the number of classes a sampled step computes (at least 2)."""
@@ -49,20 +47,13 @@ def sample_classes(labels, num_classes, num_sampled, seed_generator):
     return classes, positions
 
 
-def take_class_columns(kernel, classes, num_subcenters):
-    """The kernel columns of `classes` (all K sub-centers of each, class-major)."""
-    if num_subcenters == 1:
-        return ops.take(kernel, classes, axis=1)
-    columns = ops.expand_dims(classes, -1) * num_subcenters + ops.arange(num_subcenters, dtype="int32")
-    return ops.take(kernel, ops.reshape(columns, (-1,)), axis=1)
+def take_class_rows(kernel, classes, num_subcenters):
+    """The rows of `classes` in a `(classes · K, dim)` kernel (all K sub-centers of each, class-major).
 
-
-def spread_to_all_classes(sampled_logits, positions):
-    """`(batch, k)` logits → `(batch, C)`, with `MASKED_LOGIT` in the columns not kept.
-
-    A softmax over the result is the softmax restricted to the kept classes:
-    the masked columns have probability exactly 0 and get zero gradient.
+    A gather along the first axis, so TensorFlow passes the kernel's gradient
+    as `IndexedSlices` over these rows only.
     """
-    batch_column = ops.full_like(sampled_logits[:, :1], margins.MASKED_LOGIT)
-    padded = ops.concatenate([sampled_logits, batch_column], axis=1)
-    return ops.take(padded, positions, axis=1)
+    if num_subcenters == 1:
+        return ops.take(kernel, classes, axis=0)
+    rows = ops.expand_dims(classes, -1) * num_subcenters + ops.arange(num_subcenters, dtype="int32")
+    return ops.take(kernel, ops.reshape(rows, (-1,)), axis=0)

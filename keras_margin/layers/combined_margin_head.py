@@ -37,10 +37,12 @@ class CombinedMarginHead(ScaledCosineHead):
         gradient: `"exact"` or `"detached"`, as in `ArcMarginHead`.
         margin_warmup_steps: integer ≥ 0; m2, m3 and m1 − 1 ramp linearly
             from 0 to their values over this many training steps (0: none).
-        sample_rate: Partial FC rate r in (0, 1]. Below 1, training steps
+        sample_rate: Partial FC rate r in (0, 1]. Below 1, the head adds its
+            own cross-entropy loss (compile without one), training steps
             compute the logits of ⌈r·C⌉ classes (the batch's classes plus
-            random others; the rest of the output is −1e30); evaluation and
-            prediction use all classes. ⌈r·C⌉ must be ≥ the batch size.
+            random others) and return the per-example loss, the kernel is
+            stored `(C·K, dim)`, and evaluation and prediction use all
+            classes. ⌈r·C⌉ must be ≥ the batch size. See `ScaledCosineHead`.
         seed: seed of the Partial FC class sampling.
         num_subcenters: integer K ≥ 1 kernel columns per class.
         kernel_initializer, kernel_regularizer, kernel_constraint: as in
@@ -56,7 +58,8 @@ class CombinedMarginHead(ScaledCosineHead):
         `embeddings`: `(batch, dim)`.
 
     Output shape:
-        `(batch, num_classes)`, float32.
+        `(batch, num_classes)`, float32; `(batch,)` per-example losses in a
+        Partial FC training step.
 
     Example:
 

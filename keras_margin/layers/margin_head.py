@@ -17,11 +17,17 @@ class MarginHead(keras.layers.Layer):
     Subclasses implement `call(embeddings, labels=None, training=None)` with
     the helpers `cosines`, `target_one_hot` and `embedding_norms`.
 
+    The kernel holds one class weight per column, `(dim, classes · K)` as in
+    `keras.layers.Dense`; a subclass that sets `kernel_layout = "rows"`
+    before `build` gets `(classes · K, dim)`, one class weight per row.
+
     All heads compute in float32 and return float32 logits under every dtype
     policy: the layer never autocasts its inputs (so float labels are not
     rounded to float16) and only the matrix product runs in the policy's
     compute dtype.
     """
+
+    kernel_layout = "columns"
 
     def __init__(
         self,
@@ -44,7 +50,9 @@ class MarginHead(keras.layers.Layer):
         dim = check_rank_2_shape(type(self).__name__, embeddings_shape)
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(dim, self.num_classes * self.num_subcenters),
+            shape=(dim, self.num_classes * self.num_subcenters)
+            if self.kernel_layout == "columns"
+            else (self.num_classes * self.num_subcenters, dim),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
@@ -61,7 +69,7 @@ class MarginHead(keras.layers.Layer):
 
     def cosines(self, embeddings):
         """float32 cos θ_j between each embedding and each class, `(batch, classes)`."""
-        cos = margins.cosine_similarity(embeddings, self.kernel, self.compute_dtype)
+        cos = margins.cosine_similarity(embeddings, self.kernel, self.compute_dtype, self.kernel_layout)
         return margins.max_over_subcenters(cos, self.num_subcenters)
 
     @staticmethod
@@ -123,16 +131,19 @@ class ScaledCosineHead(MarginHead):
     sets it. All of these weights are saved with the model and read inside
     compiled functions.
 
-    Partial FC: with `sample_rate = r < 1`, a training call with labels
-    computes the logits of ⌈r·C⌉ classes only: every class of the batch plus
-    uniformly drawn others (a new draw each step, from `seed`). Their margin
-    logits are returned in their own columns of the `(batch, C)` output and
-    the other columns hold `keras_margin.margins.MASKED_LOGIT` (−1e30), so
-    sparse cross-entropy on the output is the softmax loss restricted to the
-    kept classes, and only their kernel columns get gradients. Evaluation and
-    prediction use every class. ⌈r·C⌉ must be at least the batch size. Use
-    plain sparse cross-entropy with it: label smoothing would give weight to
-    the −1e30 columns.
+    Partial FC: with `sample_rate = r < 1` the head computes its own loss,
+    the softmax cross-entropy of the margin logits, and adds it with
+    `add_loss`; compile the model without a loss for this output. A training
+    call with labels computes the logits of ⌈r·C⌉ classes only: every class
+    of the batch plus uniformly drawn others (a new draw each step, from
+    `seed`), with the labels remapped to them, and returns the per-example
+    loss `(batch,)`. The kernel is stored one class per row, `(C·K, dim)`,
+    and read by a row gather, so its gradient covers the kept rows only (on
+    TensorFlow as `IndexedSlices`, which plain SGD applies to those rows
+    alone). An evaluation call with labels returns the `(batch, C)` margin
+    logits and adds their loss over all classes; prediction (no labels)
+    returns the scaled cosines of all classes. ⌈r·C⌉ must be at least the
+    batch size. Sample weights do not reach a loss added this way.
 
     Subclasses that set `self.gradient = "detached"` get the shift
     `margin_target(c) − c` without gradient: the target logit has the
@@ -151,6 +162,7 @@ class ScaledCosineHead(MarginHead):
         if self.sample_rate < 1.0:
             self.num_sampled_classes = class_sampling.num_sampled_classes(self.num_classes, self.sample_rate)
             self.seed_generator = keras.random.SeedGenerator(seed)
+            self.kernel_layout = "rows"  # so a step's gradient is a row gather's
         # Layer-owned metrics reach History on the TensorFlow trainer only (as in
         # CenterLossLayer); on other backends the weights hold the values.
         self._trackers = {}
@@ -234,9 +246,13 @@ class ScaledCosineHead(MarginHead):
         if labels is None:
             return ops.convert_to_tensor(self.scale_value, "float32") * self.cosines(embeddings)
         labels = validated_labels(labels, embeddings, self.num_classes)
-        if training and self.sample_rate < 1.0:
-            return self._sampled_call(embeddings, labels)
-        return self._margin_logits(self.cosines(embeddings), labels, training)
+        if self.sample_rate == 1.0:
+            return self._margin_logits(self.cosines(embeddings), labels, training)
+        if training:
+            return self._add_cross_entropy(*self._sampled_call(embeddings, labels))
+        logits = self._margin_logits(self.cosines(embeddings), labels, training)
+        self._add_cross_entropy(logits, labels)
+        return logits
 
     def _margin_logits(self, cos, labels, training, non_target_weight=1.0):
         """`s · cos θ_j` with the margin on each row's target column (`labels` index the columns of `cos`)."""
@@ -250,7 +266,7 @@ class ScaledCosineHead(MarginHead):
         return margins.shift_target(cos, labels, shift, scale)
 
     def _sampled_call(self, embeddings, labels):
-        """A Partial FC training step: margin logits of the sampled classes, spread to all columns."""
+        """A Partial FC training step: the margin logits of the sampled classes `(batch, k)` and the remapped labels."""
         k = self.num_sampled_classes
         batch = embeddings.shape[0]
         if batch is not None and batch > k and k < self.num_classes:
@@ -260,11 +276,18 @@ class ScaledCosineHead(MarginHead):
                 f"least {min(1.0, batch / self.num_classes):.3g}."
             )
         classes, positions = class_sampling.sample_classes(labels, self.num_classes, k, self.seed_generator)
-        kernel = class_sampling.take_class_columns(self.kernel, classes, self.num_subcenters)
-        cos = margins.cosine_similarity(embeddings, kernel, self.compute_dtype)
+        rows = class_sampling.take_class_rows(self.kernel, classes, self.num_subcenters)
+        cos = margins.cosine_similarity(embeddings, rows, self.compute_dtype, kernel_layout="rows")
         cos = margins.max_over_subcenters(cos, self.num_subcenters)
-        logits = self._margin_logits(cos, ops.take(positions, labels), True, (self.num_classes - 1) / (k - 1))
-        return class_sampling.spread_to_all_classes(logits, positions)
+        sampled_labels = ops.take(positions, labels)
+        logits = self._margin_logits(cos, sampled_labels, True, (self.num_classes - 1) / (k - 1))
+        return logits, sampled_labels
+
+    def _add_cross_entropy(self, logits, labels):
+        """Adds the mean softmax cross-entropy with `add_loss`; returns the per-example values."""
+        per_example = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        self.add_loss(ops.mean(per_example))
+        return per_example
 
     def _track(self, scale, factor):
         for name, value in (("margin_factor", factor), ("scale", scale)):

@@ -42,7 +42,7 @@ HEADS = {
     "arc_subcenters": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=8.0, num_subcenters=2,
                                                    kernel_initializer=keras.initializers.Constant(W1_SUBCENTERS)),
     "arc_partial_fc": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=8.0, sample_rate=0.99, seed=1,
-                                                   kernel_initializer=kernel),
+                                                   kernel_initializer=keras.initializers.Constant(W1.T)),
     "arc_adaptive_warmup": lambda: layers.ArcMarginHead(NUM_CLASSES, scale="adaptive", margin_warmup_steps=6,
                                                         kernel_initializer=kernel),
 }
@@ -71,6 +71,8 @@ def build(part):
         logits = layers.NormalizedDense(NUM_CLASSES, scale=8.0, kernel_initializer=kernel)(embeddings)
     else:
         logits = HEADS[part]()(embeddings, labels=labels)
+    if part == "arc_partial_fc":
+        cross_entropy = None  # the Partial FC head adds its own loss
     return keras.Model([features, labels], logits), cross_entropy
 
 
