@@ -7,15 +7,15 @@ from keras_margin import margins
 from keras_margin._distribute import cross_replica_concat
 from keras_margin._validation import check_choice, check_number, check_rank_2_shape
 from keras_margin.layers import class_sampling
-from keras_margin.layers.labels import check_label_shape, labels_to_one_hot, validated_labels
+from keras_margin.layers.labels import check_label_shape, validated_labels
 from keras_margin.layers.latest_value import LatestValue
 
 
 class MarginHead(keras.layers.Layer):
-    """Base class of the heads: owns `kernel` and turns labels into one-hots.
+    """Base class of the heads: owns `kernel` and validates labels.
 
     Subclasses implement `call(embeddings, labels=None, training=None)` with
-    the helpers `cosines`, `target_one_hot` and `embedding_norms`.
+    the helpers `cosines` and `embedding_norms`.
 
     The kernel holds one class weight per column, `(dim, classes · K)` as in
     `keras.layers.Dense`; a subclass that sets `kernel_layout = "rows"`
@@ -76,10 +76,6 @@ class MarginHead(keras.layers.Layer):
     def embedding_norms(embeddings):
         """float32 ‖x‖ of each embedding, shape `(batch, 1)`."""
         return margins.l2_norm(embeddings, axis=-1, keepdims=True)
-
-    def target_one_hot(self, labels, embeddings):
-        """float32 one-hot of the validated labels; see `labels_to_one_hot`."""
-        return labels_to_one_hot(labels, embeddings, self.num_classes)
 
     def get_config(self):
         config = super().get_config()
