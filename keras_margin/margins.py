@@ -351,13 +351,22 @@ def adacos_batch_statistics(cos, labels, previous_scale):
     return log_sum, theta
 
 
-def adacos_scale_from_statistics(log_sums, theta, non_target_weight=1.0):
+def adacos_scale_from_statistics(log_sums, theta, non_target_weight=1.0, maximum=None):
     """The dynamic AdaCos scale (Zhang et al., CVPR 2019, eq. 15) from batch statistics.
 
     `s = ln(B_avg) / cos(min(π/4, θ_med))`, where
     `B_avg = (1/N)·Σ_i Σ_{k≠y_i} exp(s_prev · cos θ_ik)` uses the previous
     scale and θ_med is the median target angle of the N samples. The result
-    is floored at `ADAPTIVE_SCALE_MINIMUM`.
+    is capped at `maximum`, then floored at `ADAPTIVE_SCALE_MINIMUM`.
+
+    The cap matters when non-target cosines are large: ln(B_avg) is then
+    about s_prev · max cos θ_ik, so with θ_med ≥ π/4 the scale grows by a
+    factor √2 · max cos θ_ik per step, and geometrically whenever that
+    exceeds 1 (low-dimensional embeddings, or close classes), until it
+    overflows. The heads cap it at the fixed AdaCos scale √2·ln(C − 1), the
+    formula's value in the paper's analysis when every non-target angle is
+    π/2 and the scale it starts from, so the dynamic scale only ever goes
+    down from its starting value.
 
     Args:
         log_sums: float32 `(parts,)` from `adacos_batch_statistics`, one per
@@ -366,6 +375,7 @@ def adacos_scale_from_statistics(log_sums, theta, non_target_weight=1.0):
         non_target_weight: multiplies B_avg; (C − 1)/(k − 1) when the sums
             cover only k of the C classes (Partial FC), so the sum is
             estimated over all non-target classes.
+        maximum: optional upper bound of the result.
 
     Returns:
         float32 scalar tensor.
@@ -373,6 +383,8 @@ def adacos_scale_from_statistics(log_sums, theta, non_target_weight=1.0):
     batch = ops.sum(ops.ones_like(theta))
     log_b_avg = ops.logsumexp(log_sums) - ops.log(batch) + math.log(non_target_weight)
     scale = log_b_avg / ops.cos(ops.minimum(ops.median(theta), math.pi / 4.0))
+    if maximum is not None:
+        scale = ops.minimum(scale, maximum)
     return ops.maximum(scale, ADAPTIVE_SCALE_MINIMUM)
 
 

@@ -75,29 +75,34 @@ def test_bad_scale_strings_are_rejected():
 
 
 def dynamic_scale_reference(x, kernel, labels, previous):
-    """Eq. 15 of AdaCos with a loop over the non-target classes, floored at 1."""
+    """Eq. 15 of AdaCos with a loop over the non-target classes, between 1 and √2·ln(C − 1)."""
     cos = reference.cosines(x, kernel)
     total = 0.0
     for i, y in enumerate(labels):
         total += sum(math.exp(previous * cos[i, k]) for k in range(cos.shape[1]) if k != y)
     b_avg = total / len(labels)
     theta = np.arccos(np.clip(cos[np.arange(len(labels)), labels], -1 + 1e-6, 1 - 1e-6))
-    return max(1.0, math.log(b_avg) / math.cos(min(math.pi / 4, float(np.median(theta)))))
+    value = math.log(b_avg) / math.cos(min(math.pi / 4, float(np.median(theta))))
+    return max(1.0, min(value, math.sqrt(2.0) * math.log(kernel.shape[1] - 1)))
 
 
 def test_adaptive_scale_follows_adacos_over_steps(rng):
-    head = built(keras_margin.CosMarginHead(NUM_CLASSES, scale="adaptive", margin=0.1), rng)
-    scale = math.sqrt(2.0) * math.log(NUM_CLASSES - 1)
+    dim = 64  # non-target cosines near 0, as in the paper's analysis: the formula stays below its cap
+    head = keras_margin.CosMarginHead(NUM_CLASSES, scale="adaptive", margin=0.1)
+    head.build((None, dim))
+    scale = cap = math.sqrt(2.0) * math.log(NUM_CLASSES - 1)
     assert head.current_scale == pytest.approx(scale, rel=1e-6)
     kernel = np.array(head.kernel)
     for _ in range(3):
-        x, labels = sample(rng)
+        labels = rng.integers(0, NUM_CLASSES, BATCH)
+        x = (kernel[:, labels].T + 0.05 * rng.normal(size=(BATCH, dim))).astype("float32")
         out = keras.ops.convert_to_numpy(head(x, labels=labels, training=True))
         scale = dynamic_scale_reference(x, kernel, labels, scale)
+        assert 1.0 < scale < cap
         assert head.current_scale == pytest.approx(scale, rel=1e-4)
         # the step's logits use the scale just computed
         np.testing.assert_allclose(out, reference.cos_logits(x, kernel, labels, scale, 0.1), rtol=1e-4, atol=1e-4)
-    x, labels = sample(rng)
+    x = rng.normal(size=(BATCH, dim)).astype("float32")
     head(x, labels=labels, training=False)
     head(x)
     assert head.current_scale == pytest.approx(scale, rel=1e-4), "only training steps update the scale"
@@ -118,6 +123,28 @@ def test_adaptive_scale_is_floored_when_the_formula_goes_below_one():
     b_avg = 2 * math.exp(-0.5 * math.sqrt(2) * math.log(2))
     assert math.log(b_avg) / math.cos(0.0) < 1.0  # the formula's value, below the floor
     assert head.current_scale == pytest.approx(1.0)
+
+
+def test_adaptive_scale_is_capped_where_the_formula_diverges(rng):
+    # 30 classes in 4 dimensions: some non-target cosine of every sample is
+    # near 1, so the formula alone multiplies the scale by ~1.4 each step and
+    # overflows to NaN within a few hundred steps.
+    num_classes, dim = 30, 4
+    head = keras_margin.ArcMarginHead(num_classes, scale="adaptive", margin=0.5)
+    cap = math.sqrt(2.0) * math.log(num_classes - 1)
+    x = rng.normal(size=(16, dim)).astype("float32")
+    labels = rng.integers(0, num_classes, 16)
+    head(x)
+    kernel = np.array(head.kernel)
+    cos = reference.cosines(x, kernel)
+    b_avg = np.mean([sum(math.exp(cap * cos[i, k]) for k in range(num_classes) if k != y)
+                     for i, y in enumerate(labels)])
+    theta = np.arccos(cos[np.arange(16), labels])
+    assert math.log(b_avg) / math.cos(min(math.pi / 4, float(np.median(theta)))) > cap  # the formula's value
+    for _ in range(400):
+        out = keras.ops.convert_to_numpy(head(x, labels=labels, training=True))
+    assert head.current_scale == pytest.approx(cap, rel=1e-6)
+    assert np.all(np.isfinite(out))
 
 
 # --- margin warm-up -----------------------------------------------------------------------
@@ -191,7 +218,7 @@ def test_warmup_and_adaptive_scale_under_xla_are_logged(rng):
     # the factor of the epoch's last step: steps 3, 7 and 11 → 3/6, 1, 1
     np.testing.assert_allclose(history.history["margin_factor"], [0.5, 1.0, 1.0])
     assert history.history["scale"][-1] == pytest.approx(head.current_scale)
-    assert head.current_scale != pytest.approx(math.sqrt(2) * math.log(NUM_CLASSES - 1))
+    assert 1.0 <= head.current_scale <= math.sqrt(2) * math.log(NUM_CLASSES - 1) + 1e-6
 
 
 # --- MarginScheduler ------------------------------------------------------------------------

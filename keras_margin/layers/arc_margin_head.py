@@ -49,8 +49,9 @@ class ArcMarginHead(ScaledCosineHead):
         num_classes: integer ≥ 2, the number of identities.
         scale: `s`, the radius of the hypersphere: a positive float,
             `"auto"` (the fixed AdaCos scale √2·ln(C − 1)) or `"adaptive"`
-            (the dynamic AdaCos scale, recomputed from every training batch
-            and kept in the weight `adaptive_scale`). Default 16; paper: 64.
+            (the dynamic AdaCos scale, recomputed from every training batch,
+            kept between 1 and √2·ln(C − 1) in the weight `adaptive_scale`).
+            Default 16; paper: 64.
         margin: additive angular margin `m` in radians, in [0, π)
             (paper: 0.5).
         fallback: `"continuous"`, `"insightface"`, `"easy"` or `"none"`.

@@ -118,7 +118,9 @@ class ScaledCosineHead(MarginHead):
 
     Scale: a number, `"auto"` (the fixed AdaCos scale √2·ln(C − 1)) or
     `"adaptive"` (the dynamic AdaCos scale, recomputed from every training
-    batch and kept in the non-trainable weight `adaptive_scale`).
+    batch and kept in the non-trainable weight `adaptive_scale`; it starts
+    at the fixed AdaCos scale and stays between 1 and it, see
+    `keras_margin.margins.adacos_scale_from_statistics`).
 
     Margin warm-up: the non-trainable weight `margin_factor` multiplies the
     margins. With `margin_warmup_steps = n > 0` it is set to `min(1, t / n)`
@@ -234,7 +236,9 @@ class ScaledCosineHead(MarginHead):
             log_sum, theta = margins.adacos_batch_statistics(cos, labels, scale)
             # under tf.distribute: the statistics of the global batch
             log_sum, theta = cross_replica_concat([log_sum, theta])
-            scale = margins.adacos_scale_from_statistics(log_sum, theta, non_target_weight)
+            scale = margins.adacos_scale_from_statistics(
+                log_sum, theta, non_target_weight, maximum=margins.adacos_scale(self.num_classes)
+            )
             self.adaptive_scale.assign(scale)
         return scale
 
