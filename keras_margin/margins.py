@@ -43,9 +43,6 @@ def l2_normalize(x, axis=-1):
     return x / l2_norm(x, axis=axis, keepdims=True)
 
 
-KERNEL_LAYOUTS = ("columns", "rows")
-
-
 def cosine_similarity(embeddings, kernel, compute_dtype="float32", kernel_layout="columns"):
     """Cosines between each embedding and each class weight of `kernel`.
 

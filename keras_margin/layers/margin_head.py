@@ -246,12 +246,12 @@ class ScaledCosineHead(MarginHead):
         if labels is None:
             return ops.convert_to_tensor(self.scale_value, "float32") * self.cosines(embeddings)
         labels = validated_labels(labels, embeddings, self.num_classes)
-        if self.sample_rate == 1.0:
-            return self._margin_logits(self.cosines(embeddings), labels, training)
-        if training:
+        partial_fc = self.sample_rate < 1.0
+        if partial_fc and training:
             return self._add_cross_entropy(*self._sampled_call(embeddings, labels))
         logits = self._margin_logits(self.cosines(embeddings), labels, training)
-        self._add_cross_entropy(logits, labels)
+        if partial_fc:
+            self._add_cross_entropy(logits, labels)
         return logits
 
     def _margin_logits(self, cos, labels, training, non_target_weight=1.0):
