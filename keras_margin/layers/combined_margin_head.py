@@ -37,12 +37,8 @@ class CombinedMarginHead(ScaledCosineHead):
         gradient: `"exact"` or `"detached"`, as in `ArcMarginHead`.
         margin_warmup_steps: integer ≥ 0; m2, m3 and m1 − 1 ramp linearly
             from 0 to their values over this many training steps (0: none).
-        sample_rate: Partial FC rate r in (0, 1]. Below 1, the head adds its
-            own cross-entropy loss (compile without one), training steps
-            compute the logits of ⌈r·C⌉ classes (the batch's classes plus
-            random others) and return the per-example loss, the kernel is
-            stored `(C·K, dim)`, and evaluation and prediction use all
-            classes. ⌈r·C⌉ must be ≥ the batch size. See `ScaledCosineHead`.
+        sample_rate: Partial FC rate r in (0, 1], as in `ArcMarginHead`:
+            below 1 the head adds its own loss (compile without one).
         seed: seed of the Partial FC class sampling.
         num_subcenters: integer K ≥ 1 kernel columns per class.
         kernel_initializer, kernel_regularizer, kernel_constraint: as in

@@ -38,12 +38,8 @@ class CosMarginHead(ScaledCosineHead):
             to its value over this many training steps (kept in the weights
             `warmup_step` and `margin_factor`, logged as `margin_factor`);
             0 applies the full margin from the first step.
-        sample_rate: Partial FC rate r in (0, 1]. Below 1, the head adds its
-            own cross-entropy loss (compile without one), training steps
-            compute the logits of ⌈r·C⌉ classes (the batch's classes plus
-            random others) and return the per-example loss, the kernel is
-            stored `(C·K, dim)`, and evaluation and prediction use all
-            classes. ⌈r·C⌉ must be ≥ the batch size. See `ScaledCosineHead`.
+        sample_rate: Partial FC rate r in (0, 1], as in `ArcMarginHead`:
+            below 1 the head adds its own loss (compile without one).
         seed: seed of the Partial FC class sampling.
         num_subcenters: integer K ≥ 1 kernel columns per class; the largest
             cosine among them is used.
