@@ -239,7 +239,9 @@ def combined_margin(cos, m1=1.0, m2=0.0, m3=0.0, fallback="continuous"):
     if fallback == "easy":
         return ops.where(c > ops.maximum(cos_limit, 0.0), with_margin, cos)
     if fallback == "insightface":
-        beyond = cos - m2 * ops.sin(m2) - m3
+        # sin m2 ≥ 0 on [0, π); the clamp keeps float32 rounding of an m2
+        # just below π (which lands above π) from raising the target
+        beyond = cos - m2 * ops.maximum(ops.sin(m2), 0.0) - m3
     else:  # continuous
         beyond = cos - (cos_limit + 1.0 + m3)
     return ops.where(c > cos_limit, with_margin, beyond)

@@ -163,3 +163,15 @@ def test_radius_heads_stay_finite_under_float16_when_logits_exceed_its_range(rng
         assert got.dtype == np.float32 and np.all(np.isfinite(got))
         # float16 carries ~3 significant digits of the rescaled product
         np.testing.assert_allclose(got, ref_fn(x, kernel, labels_arg), atol=2e-3 * bound)
+
+
+def test_insightface_fallback_never_raises_the_target_for_a_margin_just_below_pi(rng):
+    # float32(π − 4e-16) is above π, where sin m < 0: m·sin m must not turn into a bonus
+    margin = math.nextafter(math.pi, 0.0)
+    x, kernel, labels = random_case(rng)
+    x[-1] = 0.0  # the zero embedding: cos θ = 0 for every class
+    head = built_head(layers.ArcMarginHead(NUM_CLASSES, scale=37.0, margin=margin, fallback="insightface"), kernel)
+    rows = np.arange(len(labels))
+    target = np.asarray(head(x, labels=labels))[rows, labels]
+    plain = np.asarray(head(x))[rows, labels]
+    assert np.all(target <= plain), target - plain
