@@ -9,11 +9,16 @@
 - `pk_batches`: P identities × K images per batch, for mined losses.
 - `verification_pairs` (from held-out identities) and `read_pairs_list` +
   `pairs_from_list` (LFW `pairs.txt`) give `(image1, image2, same)`.
+- `from_insightface_rec` / `write_insightface_rec`: insightface's `.rec`
+  training sets, read by random access; `pairs_from_bin` / `write_pairs_bin`:
+  its `.bin` verification sets. No MXNet needed.
 - `face_preprocessing` and its parts: crop / resize, [-1, 1], random flips.
 """
 
 from keras_margin.data.folder_builder import IdentityFolder
 from keras_margin.data.identity_dataset import IdentityDataset, as_head_inputs
+from keras_margin.data.insightface_bin import pairs_from_bin, read_bin, write_pairs_bin
+from keras_margin.data.insightface_rec import RecordIODataset, from_insightface_rec, write_insightface_rec
 from keras_margin.data.pairs import (
     VerificationPair,
     pairs_from_list,
@@ -28,17 +33,23 @@ from keras_margin.data.sources import from_folder, from_tfds
 __all__ = [
     "IdentityDataset",
     "IdentityFolder",
+    "RecordIODataset",
     "VerificationPair",
     "as_head_inputs",
     "face_preprocessing",
     "from_folder",
+    "from_insightface_rec",
     "from_tfds",
+    "pairs_from_bin",
     "pairs_from_list",
     "pk_batches",
     "random_flip",
+    "read_bin",
     "read_pairs_list",
     "resize_and_crop",
     "sample_pair_indices",
     "scale_to_unit_range",
     "verification_pairs",
+    "write_insightface_rec",
+    "write_pairs_bin",
 ]

@@ -91,6 +91,29 @@ class IdentityDataset:
         num_images = check_number("num_images", num_images, low=0, integer=True)
         return IdentityDataset(self.records.take(num_images), self.class_names, self.decode_image, self.name)
 
+    def shard(self, num_shards, index):
+        """Every `num_shards`-th record from `index` on (`tf.data.Dataset.shard`), e.g. one worker's share."""
+        num_shards = check_number("num_shards", num_shards, low=1, integer=True)
+        index = check_number("index", index, low=0, high=num_shards - 1, integer=True)
+        return IdentityDataset(
+            self.records.shard(num_shards, index), self.class_names, self.decode_image,
+            f"{self.name} shard {index}/{num_shards}",
+        )
+
+    def records_at(self, positions):
+        """The stored images (encoded bytes or arrays) of the records at sorted, distinct `positions`.
+
+        One pass over the records, keeping only those asked for.
+        """
+        positions = np.asarray(positions, dtype="int64")
+        is_needed = np.zeros(int(positions.max()) + 2 if positions.size else 1, dtype=bool)
+        is_needed[positions] = True  # the last entry stays False
+        last = len(is_needed) - 1
+        is_needed = tf.constant(is_needed)
+        kept = self.records.enumerate().filter(lambda index, record: tf.gather(is_needed, tf.minimum(index, last)))
+        images = {int(index): image for index, (image, _) in kept.as_numpy_iterator()}
+        return [images[i] for i in positions.tolist()]
+
     def labels(self):
         """All labels, in record order, as a NumPy int32 array (one pass, images not decoded)."""
         labels = self.records.map(lambda image, label: label).batch(4096)

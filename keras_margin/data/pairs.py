@@ -101,8 +101,8 @@ def verification_pairs(dataset, num_pairs, seed=0, preprocess=None):
 
     Use it on identities held out of training (`IdentityDataset.split_identities`)
     for open-set evaluation. Reads the labels once, draws the pairs with
-    `sample_pair_indices`, then reads the records again keeping only the
-    images used by a pair (encoded, so `2·num_pairs` small strings at most).
+    `sample_pair_indices`, then reads only the images used by a pair
+    (`IdentityDataset.records_at`; encoded, so `2·num_pairs` small strings at most).
 
     Args:
         dataset: an `IdentityDataset`.
@@ -116,15 +116,7 @@ def verification_pairs(dataset, num_pairs, seed=0, preprocess=None):
     """
     first, second, same = sample_pair_indices(dataset.labels(), num_pairs, seed=seed)
     needed = np.unique(np.concatenate([first, second]))
-    is_needed = np.zeros(int(needed.max()) + 2, dtype=bool)  # the last entry stays False
-    is_needed[needed] = True
-    last = len(is_needed) - 1
-    is_needed = tf.constant(is_needed)
-    kept = dataset.records.enumerate().filter(
-        lambda index, record: tf.gather(is_needed, tf.minimum(index, last))
-    )
-    images = {int(index): image for index, (image, _) in kept.as_numpy_iterator()}
-    kept_images = [images[i] for i in needed.tolist()]
+    kept_images = dataset.records_at(needed)
     if isinstance(kept_images[0], bytes):
         table = tf.constant(kept_images, tf.string)
     else:

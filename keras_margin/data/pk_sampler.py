@@ -1,5 +1,6 @@
-"""Class-balanced P×K batches from a stream, without one dataset per class."""
+"""Class-balanced P×K batches: from a stream by grouping, or drawn from a random-access dataset."""
 
+import numpy as np
 import tensorflow as tf
 
 from keras_margin._validation import check_number
@@ -26,6 +27,9 @@ def pk_batches(
        grouped by label into groups of K images;
     2. the n-th group of each identity gets key n, and P groups with the same
        key, hence of P different identities, form a batch.
+
+    A `RecordIODataset` (`from_insightface_rec`) draws its batches by
+    random access instead; see `RecordIODataset.pk_batches` for that law.
 
     Each image is used at most once per pass over the data. Identities with
     fewer than K images left in a pass, and groups that find no P partners,
@@ -54,6 +58,10 @@ def pk_batches(
     >>> model.compile(loss=keras_margin.losses.TripletLoss(), optimizer="adam")
     >>> model.fit(batches, epochs=10)
     """
+    if getattr(dataset, "read_records", None) is not None:  # random access: draw batches, no grouping pass
+        return dataset.pk_batches(
+            identities_per_batch, images_per_identity, preprocess=preprocess, seed=seed, labels_as_input=labels_as_input
+        )
     p = check_number("identities_per_batch", identities_per_batch, low=2, integer=True)
     k = check_number("images_per_identity", images_per_identity, low=1, integer=True)
     if p > dataset.num_classes:
@@ -97,3 +105,48 @@ def pk_batches(
     if labels_as_input:
         batches = batches.map(as_head_inputs)
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def identity_groups(labels):
+    """The records of each class as one run of an ordering: `(order, starts, sizes)`.
+
+    Class `c` owns `order[starts[c] : starts[c] + sizes[c]]`. When the labels
+    are already grouped in ascending order (insightface's layout) `order`
+    is the identity and no sort happens.
+    """
+    labels = np.asarray(labels, dtype="int64")
+    if labels.size and np.any(labels[1:] < labels[:-1]):
+        order = np.argsort(labels, kind="stable")
+    else:
+        order = np.arange(len(labels))
+    sizes = np.bincount(labels, minlength=int(labels.max()) + 1 if labels.size else 0)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]].astype("int64")
+    return order, starts, sizes
+
+
+def distinct_integers(rng, n, k):
+    """`k` distinct integers drawn uniformly from `[0, n)` in O(k) (Floyd's algorithm), in random order."""
+    draws = rng.integers(0, np.arange(n - k + 1, n + 1)) if k else np.zeros(0, "int64")
+    chosen, seen = [], set()
+    for j, t in zip(range(n - k, n), draws.tolist()):
+        value = j if t in seen else t
+        seen.add(value)
+        chosen.append(value)
+    return rng.permutation(np.array(chosen, dtype="int64"))
+
+
+def sample_pk_positions(rng, order, starts, sizes, p, k):
+    """Positions of one P×K batch: P distinct groups uniformly, K distinct members of each uniformly.
+
+    Args:
+        rng: a NumPy `Generator`.
+        order, starts, sizes: groups as from `identity_groups` (only the
+            eligible ones: every size at least `k`).
+        p, k: identities per batch and images per identity.
+
+    Returns:
+        int64 array `(p·k,)`, grouped by identity.
+    """
+    groups = distinct_integers(rng, len(starts), p)
+    members = [starts[g] + distinct_integers(rng, int(sizes[g]), k) for g in groups.tolist()]
+    return order[np.concatenate(members)]
