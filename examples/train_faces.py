@@ -1,14 +1,16 @@
 """Train a face-embedding network, evaluate it on unseen identities, export it as a SavedModel.
 
 The whole path a face-recognition user takes, on a folder of identities (one
-sub-folder per person) or a tensorflow-datasets name:
+sub-folder per person), an insightface `.rec` training set (e.g. MS1MV2
+`faces_emore`, read without MXNet) or a tensorflow-datasets name:
 
 1. split the identities into training identities and held-out identities
    (open set: no held-out person is seen in training);
 2. train a small CNN with a margin head (`--head`), optionally with center
    loss (`--center-loss`), or with the triplet loss on P×K batches (`--triplet`);
 3. evaluate verification on balanced pairs of held-out identities: 10-fold
-   accuracy, AUC, EER and TAR at FAR 1e-3 / 1e-2;
+   accuracy, AUC, EER and TAR at FAR 1e-3 / 1e-2; and / or on insightface's
+   `.bin` verification sets during training (`--val lfw.bin,cfp_fp.bin`);
 4. export the embedding network alone as a TensorFlow SavedModel serving
    L2-normalized embeddings (`keras_margin.export`), check that the reloaded
    one gives the same embeddings, and write a JSON report.
@@ -17,6 +19,11 @@ Run, e.g. on the ORL faces (40 people × 10 images, grayscale):
 
     python examples/train_faces.py --data ../shared/data/faces/orl --channels 1 \\
         --head arcface --epochs 30 --output-dir faces_output
+
+or on an insightface training set, evaluated on its bins every 2,000 steps:
+
+    python examples/train_faces.py --data faces_emore --image-size 112 \\
+        --val faces_emore/lfw.bin,faces_emore/cfp_fp.bin --val-every-steps 2000
 """
 
 import argparse
@@ -72,7 +79,13 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--data", required=True, help="a folder with one sub-folder per identity, or a tfds name")
+    parser.add_argument("--data", required=True,
+                        help="a folder with one sub-folder per identity, an insightface .rec (or a folder "
+                             "holding train.rec), or a tfds name")
+    parser.add_argument("--val", default=None,
+                        help="comma-separated insightface .bin verification sets to evaluate during training")
+    parser.add_argument("--val-every-steps", type=int, default=None,
+                        help="evaluate the --val sets every this many steps (default: every epoch)")
     parser.add_argument("--data-dir", default=None, help="tfds data_dir (also where a folder is prepared)")
     parser.add_argument("--split", default="train", help="tfds split to use (tfds names only)")
     parser.add_argument("--head", choices=sorted(HEADS), default="arcface")
@@ -96,19 +109,25 @@ def parse_args(argv=None):
     parser.add_argument("--image-size", type=int, default=64, help="images are cropped and resized to this square")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
     parser.add_argument("--embedding-dim", type=int, default=128)
-    parser.add_argument("--test-identities", type=float, default=0.2, help="fraction of identities held out")
+    parser.add_argument("--test-identities", type=float, default=None,
+                        help="fraction of identities held out (default 0.2; 0 with --val: train on all)")
     parser.add_argument("--num-pairs", type=int, default=600, help="verification pairs of held-out identities")
     parser.add_argument("--output-dir", default="train_faces_output")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny settings, for tests")
     parser.add_argument("--mock-data", action="store_true", help="random tfds data (tfds.testing.mock_data)")
     args = parser.parse_args(argv)
+    if args.test_identities is None:
+        args.test_identities = 0.0 if args.val else 0.2
+    args.val = [path for path in (args.val or "").split(",") if path]
     if args.smoke:
         args.epochs, args.image_size, args.embedding_dim, args.num_pairs = 1, 32, 16, 40
     return args
 
 
 def load_identities(args):
+    if args.data.endswith(".rec") or os.path.isfile(os.path.join(args.data, "train.rec")):
+        return data.from_insightface_rec(args.data, channels=args.channels)
     if os.path.isdir(args.data):
         return data.from_folder(args.data, data_dir=args.data_dir, channels=args.channels)
     return data.from_tfds(args.data, split=args.split, data_dir=args.data_dir)
@@ -134,20 +153,26 @@ def embedding_network(image_size, channels, dim):
 
 
 def train(args, train_set):
-    """Returns the trained embedding network and the History."""
+    """Returns the trained embedding network, the History and the .bin verification callback (or None)."""
     embedder = embedding_network(args.image_size, args.channels, args.embedding_dim)
     preprocess = data.face_preprocessing(args.image_size, args.channels, flip=True, seed=args.seed)
     if args.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(args.learning_rate, momentum=0.9)
     else:
         optimizer = keras.optimizers.Adam(args.learning_rate)
+    callbacks = []
+    if args.val:
+        callbacks.append(keras_margin.callbacks.VerificationCallback(
+            args.val, embedder, every_steps=args.val_every_steps, num_folds=10,
+            far_targets=(1e-3, 1e-2), verbose=1,
+        ))
     if args.triplet:
         batches = data.pk_batches(
             train_set, args.identities_per_batch, args.images_per_identity, preprocess=preprocess, seed=args.seed
         )
         embedder.compile(optimizer=optimizer, loss=keras_margin.losses.TripletLoss(), jit_compile=True)
-        history = embedder.fit(batches, epochs=args.epochs, verbose=2)
-        return embedder, history
+        history = embedder.fit(batches, epochs=args.epochs, verbose=2, callbacks=callbacks)
+        return embedder, history, (callbacks or [None])[0]
 
     images = keras.Input(embedder.input_shape[1:], name="images")
     labels = keras.Input((), dtype="int32", name="labels")
@@ -168,8 +193,8 @@ def train(args, train_set):
     batches = train_set.batches(
         args.batch_size, preprocess=preprocess, shuffle_buffer=10_000, seed=args.seed, drop_remainder=True
     )
-    history = model.fit(batches, epochs=args.epochs, verbose=2)
-    return embedder, history
+    history = model.fit(batches, epochs=args.epochs, verbose=2, callbacks=callbacks)
+    return embedder, history, (callbacks or [None])[0]
 
 
 def evaluate(args, embedder, test_set):
@@ -203,38 +228,56 @@ def main(argv=None):
     output_dir = pathlib.Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    report = None
     with tfds.testing.mock_data(num_examples=200) if args.mock_data else contextlib.nullcontext():
         identities = load_identities(args)
         if args.max_images:
             identities = identities.take(args.max_images)
-        train_set, test_set = identities.split_identities(test_fraction=args.test_identities, seed=args.seed)
-        print(f"{identities}: {train_set.num_classes} training identities, "
-              f"{test_set.num_classes} held out for verification", flush=True)
-        embedder, history = train(args, train_set)
-        report, sample_images = evaluate(args, embedder, test_set)
-
-    tar = ", ".join(f"TAR@FAR={far:g}: {value:.4f}" for far, value in report["tar_at_far"].items())
-    print(f"verification on {report['num_pairs']} pairs of held-out identities: "
-          f"accuracy {report['accuracy']:.4f} ± {report['accuracy_std']:.4f}, AUC {report['auc']:.4f}, "
-          f"EER {report['eer']:.4f}, {tar}")
-    saved_model = output_dir / "embedder_savedmodel"
-    difference = export(embedder, saved_model, sample_images)
-    print(f"exported the embedding network to {saved_model} (reloaded: max |difference| {difference:.2e})")
+        if args.test_identities > 0:
+            train_set, test_set = identities.split_identities(test_fraction=args.test_identities, seed=args.seed)
+            held_out = test_set.class_names
+            print(f"{identities}: {train_set.num_classes} training identities, "
+                  f"{len(held_out)} held out for verification", flush=True)
+        else:
+            train_set, test_set, held_out = identities, None, []
+            print(f"{identities}: {train_set.num_classes} training identities, "
+                  f"verification on {', '.join(args.val) or 'nothing'}", flush=True)
+        embedder, history, bin_callback = train(args, train_set)
+        if test_set is not None:
+            report, sample_images = evaluate(args, embedder, test_set)
+        else:
+            preprocess = data.face_preprocessing(args.image_size, args.channels)
+            sample_images = next(iter(train_set.batches(8, preprocess, labels_as_input=False)))[0]
 
     summary = {
         "args": vars(args),
         "dataset": identities.name,
         "training_identities": train_set.num_classes,
-        "held_out_identities": test_set.class_names,
+        "held_out_identities": held_out,
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-        "verification": {key: value for key, value in report.items() if key != "roc"},
-        "saved_model": str(saved_model),
-        "saved_model_max_abs_difference": difference,
-        "seconds": time.perf_counter() - start,
     }
-    summary["verification"]["tar_at_far"] = {str(k): v for k, v in report["tar_at_far"].items()}
+    if report is not None:
+        tar = ", ".join(f"TAR@FAR={far:g}: {value:.4f}" for far, value in report["tar_at_far"].items())
+        print(f"verification on {report['num_pairs']} pairs of held-out identities: "
+              f"accuracy {report['accuracy']:.4f} ± {report['accuracy_std']:.4f}, AUC {report['auc']:.4f}, "
+              f"EER {report['eer']:.4f}, {tar}")
+        summary["verification"] = json_report(report)
+    if bin_callback is not None:
+        summary["bin_verification"] = {name: json_report(r) for name, r in bin_callback.reports.items()}
+    saved_model = output_dir / "embedder_savedmodel"
+    difference = export(embedder, saved_model, sample_images)
+    print(f"exported the embedding network to {saved_model} (reloaded: max |difference| {difference:.2e})")
+    summary.update(saved_model=str(saved_model), saved_model_max_abs_difference=difference,
+                   seconds=time.perf_counter() - start)
     (output_dir / "report.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {output_dir / 'report.json'}")
+
+
+def json_report(report):
+    """A verification report without its ROC arrays, with string FAR keys."""
+    summary = {key: value for key, value in report.items() if key != "roc"}
+    summary["tar_at_far"] = {str(k): v for k, v in report["tar_at_far"].items()}
+    return summary
 
 
 if __name__ == "__main__":

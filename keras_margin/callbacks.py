@@ -1,6 +1,7 @@
-"""Training-time callbacks: margin schedules, and face verification on held-out pairs at epoch end."""
+"""Training-time callbacks: margin schedules, and face verification on held-out pairs or `.bin` sets."""
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -12,78 +13,163 @@ from keras_margin.metrics.verification import verification_report
 
 
 class VerificationCallback(keras.callbacks.Callback):
-    """Runs the verification protocol on a pairs dataset at the end of an epoch.
+    """Runs the verification protocol on pairs during training: every few epochs or steps.
 
     Embeds both images of every pair with `embedding_model`, calls
     `keras_margin.metrics.verification_report` (k-fold accuracy: no
     threshold is tuned on the pairs it scores) and writes into the epoch's
-    logs, so History, TensorBoard, `EarlyStopping` and `ModelCheckpoint` see them:
+    logs, so History, TensorBoard, `EarlyStopping` and `ModelCheckpoint` see them.
+    One set of pairs (a dataset) gives
 
     - `{prefix}verification_accuracy` (k-fold accuracy),
     - `{prefix}auc`,
     - `{prefix}tar@far=<far>` for each of `far_targets` (e.g. `val_tar@far=1e-3`).
+
+    Named sets (insightface `.bin` files, or a dict of name → pairs) give
+    one set of keys each: `{prefix}{name}_accuracy`, `{prefix}{name}_auc`,
+    `{prefix}{name}_tar@far=<far>` (e.g. `val_lfw_accuracy`, `val_cfp_fp_auc`),
+    and, with `verbose=1`, print the line insightface users know:
+    `[lfw][2000] Accuracy-Flip: 0.99817+-0.00229` (step, then the k-fold
+    accuracy and its std over folds).
+
+    With `every_steps`, the evaluation runs after every `every_steps`
+    training steps (the optimizer's iteration count, as insightface's
+    `CallBackVerification` every 2,000 steps); the epoch logs then hold the
+    latest results, and `history` every evaluation.
 
     Keras runs callbacks in list order, so put this one before the callbacks
     that read its keys. The epoch's progress line is printed before
     callbacks run and does not show them; `verbose=1` prints them.
 
     Args:
-        pairs_dataset: a `tf.data.Dataset` (or iterable) of `(image1, image2,
-            same)`, batched or not (unbatched elements are batched by 256),
-            e.g. from `IdentityDataset.verification_pairs`.
+        pairs_dataset: the pairs: a `tf.data.Dataset` (or iterable) of
+            `(image1, image2, same)`, batched or not (unbatched elements are
+            batched by 256), e.g. from `IdentityDataset.verification_pairs`;
+            or a `.bin` path, or a list of them (named by file, `lfw.bin` →
+            `lfw`); or a dict of name → dataset or `.bin` path.
         embedding_model: the model mapping images to embeddings (the
             backbone inside the training model, sharing its weights).
-        every: evaluate every this many epochs (and never in between).
+        every: evaluate every this many epochs (default 1, or never at epoch
+            ends when `every_steps` is given).
+        every_steps: evaluate every this many training steps instead.
         num_folds: k of the k-fold accuracy.
         far_targets: false-accept rates for TAR@FAR.
         metric: `"cosine"` or `"euclidean"`.
-        flip: add the embeddings of mirrored images (test-time augmentation).
+        flip: add the embeddings of mirrored images (test-time augmentation);
+            default: on for `.bin` files (insightface's Accuracy-Flip), off
+            for datasets.
         prefix: prefix of the log keys.
         verbose: 1 prints the results after each evaluation.
+        preprocess: per-image function for the `.bin` images (default:
+            `face_preprocessing` to the embedding model's input size and
+            channels, values in [-1, 1]).
+
+    Example:
+
+    >>> verification = VerificationCallback(["lfw.bin", "cfp_fp.bin", "agedb_30.bin"], embedder,
+    ...                                     every_steps=2000, verbose=1)
+    >>> model.fit(batches, epochs=20, callbacks=[verification])   # val_lfw_accuracy, ...
     """
 
-    def __init__(self, pairs_dataset, embedding_model, every=1, num_folds=10, far_targets=(1e-3,),
-                 metric="cosine", flip=False, prefix="val_", verbose=0):
+    def __init__(self, pairs_dataset, embedding_model, every=None, every_steps=None, num_folds=10,
+                 far_targets=(1e-3,), metric="cosine", flip=None, prefix="val_", verbose=0, preprocess=None):
         super().__init__()
-        self.pairs_dataset = pairs_dataset
         self.embedding_model = embedding_model
-        self.every = check_number("every", every, low=1, integer=True)
+        self.every_steps = None if every_steps is None else check_number("every_steps", every_steps, low=1, integer=True)
+        if every is None:
+            every = 1 if every_steps is None else None
+        self.every = None if every is None else check_number("every", every, low=1, integer=True)
         self.num_folds = num_folds
         self.far_targets = tuple(far_targets)
-        self.metric = metric
-        self.flip = flip
+        self.metric = check_choice("metric", metric, ("cosine", "euclidean"))
         self.prefix = prefix
         self.verbose = verbose
+        self._sets = self._named_sets(pairs_dataset, flip, preprocess)
         self.last_report = None
+        self.reports = {}
+        self.history = []
+        self._latest = {}
 
-    def _pairs(self):
-        dataset = self.pairs_dataset
+    def _named_sets(self, pairs, flip, preprocess):
+        """[(name or None, pairs dataset, flip)]; `None` is the unnamed single set."""
+        if isinstance(pairs, (str, os.PathLike)):
+            pairs = [pairs]
+        if isinstance(pairs, (list, tuple)) and pairs and all(isinstance(p, (str, os.PathLike)) for p in pairs):
+            pairs = {os.path.splitext(os.path.basename(os.fspath(p)))[0]: p for p in pairs}
+        named = isinstance(pairs, dict)
+        sets = []
+        for name, value in (pairs.items() if named else [(None, pairs)]):
+            is_bin = isinstance(value, (str, os.PathLike))
+            if is_bin:
+                value = self._bin_pairs(value, preprocess)
+            sets.append((name, value, is_bin if flip is None else bool(flip)))
+        if not sets:
+            raise ValueError("`pairs_dataset` names no pairs.")
+        return sets
+
+    def _bin_pairs(self, path, preprocess):
+        from keras_margin.data.insightface_bin import pairs_from_bin
+        from keras_margin.data.preprocessing import face_preprocessing
+
+        if preprocess is None:
+            shape = tuple(self.embedding_model.input_shape[1:])
+            size = shape[:2] if len(shape) == 3 and None not in shape[:2] else None
+            channels = shape[2] if len(shape) == 3 and shape[2] in (1, 3) else None
+            preprocess = face_preprocessing(size, channels)
+        return pairs_from_bin(path, preprocess)
+
+    def _embed_pairs(self, dataset, flip):
         spec = getattr(dataset, "element_spec", None)
         if spec is not None and len(spec[2].shape) == 0:  # unbatched: `same` is a scalar
             dataset = dataset.batch(256)
         first, second, same = [], [], []
         for a, b, s in dataset:
-            first.append(flip_embeddings(self.embedding_model, [a], flip=self.flip))
-            second.append(flip_embeddings(self.embedding_model, [b], flip=self.flip))
+            first.append(flip_embeddings(self.embedding_model, [a], flip=flip))
+            second.append(flip_embeddings(self.embedding_model, [b], flip=flip))
             same.append(np.asarray(s).astype(bool).reshape(-1))
         return np.concatenate(first), np.concatenate(second), np.concatenate(same)
 
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        report = verification_report(
-            *self._pairs(), num_folds=self.num_folds, far_targets=self.far_targets, metric=self.metric
-        )
-        self.last_report = report
-        results = {
-            f"{self.prefix}verification_accuracy": report["accuracy"],
-            f"{self.prefix}auc": report["auc"],
-            **{f"{self.prefix}tar@far={far_name(far)}": tar for far, tar in report["tar_at_far"].items()},
-        }
-        if logs is not None:
-            logs.update(results)
+    def evaluate(self, step=None):
+        """Runs the protocol on every set now; returns the log keys and values."""
+        results = {}
+        for name, dataset, flip in self._sets:
+            report = verification_report(
+                *self._embed_pairs(dataset, flip), num_folds=self.num_folds, far_targets=self.far_targets,
+                metric=self.metric,
+            )
+            self.reports[name] = report
+            key = f"{self.prefix}{name}_" if name is not None else self.prefix
+            results[f"{key}{'accuracy' if name is not None else 'verification_accuracy'}"] = report["accuracy"]
+            results[f"{key}auc"] = report["auc"]
+            results.update({f"{key}tar@far={far_name(far)}": tar for far, tar in report["tar_at_far"].items()})
+            if name is not None and self.verbose:
+                print(f"[{name}][{step}] Accuracy{'-Flip' if flip else ''}: "
+                      f"{report['accuracy']:1.5f}+-{report['accuracy_std']:1.5f}")
+        self.last_report = self.reports[self._sets[0][0]]
+        self.history.append((step, results))
+        self._latest = results
         if self.verbose:
             print(" - ".join(f"{key}: {value:.4f}" for key, value in results.items()))
+        return results
+
+    def _step(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_steps is not None:
+            step = self._step()
+            if step % self.every_steps == 0:
+                sync = getattr(self.model, "jax_state_sync", None)
+                if sync is not None:  # the JAX trainer holds the variables' values outside them during fit
+                    sync()
+                self.evaluate(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        evaluated = self.every is not None and (epoch + 1) % self.every == 0
+        if evaluated:
+            self.evaluate(self._step())
+        if logs is not None and (evaluated or self.every_steps is not None):
+            logs.update(self._latest)
 
 
 def far_name(far):

@@ -114,3 +114,29 @@ def test_triplet_pk_smoke():
     result = run_example("triplet_pk.py", "--smoke", *MNIST_ARGS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "held-out digits" in result.stdout and "AUC" in result.stdout
+
+
+def test_train_faces_from_a_rec_with_bins(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    import recordio_reference as ref
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 8).tolist()
+    pixels = rng.integers(0, 256, (len(labels), 112, 112, 3), dtype=np.uint8)
+    images = [tf.io.encode_jpeg(p).numpy() for p in pixels]
+    (tmp_path / "faces").mkdir()
+    ref.write_insightface_layout(tmp_path / "faces", images, labels)
+    (tmp_path / "lfw.bin").write_bytes(ref.python2_bin(images[:40], [i % 2 == 0 for i in range(20)]))
+    result = run_example(
+        "train_faces.py", "--data", str(tmp_path / "faces"), "--val", str(tmp_path / "lfw.bin"),
+        "--val-every-steps", "3", "--smoke", "--batch-size", "8", "--output-dir", str(tmp_path / "out"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[lfw][3] Accuracy-Flip:" in result.stdout and "[lfw][6] Accuracy-Flip:" in result.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["training_identities"] == 6 and report["held_out_identities"] == []
+    assert 0 <= report["bin_verification"]["lfw"]["accuracy"] <= 1
+    assert len(report["history"]["val_lfw_accuracy"]) == 1  # one epoch, the latest of its evaluations
+    assert report["saved_model_max_abs_difference"] < 1e-5

@@ -375,3 +375,45 @@ def test_bin_write_read_round_trip_and_errors(tmp_path):
     (tmp_path / "evil.bin").write_bytes(b"\x80\x02cos\nsystem\n(S'true'\ntR.")
     with pytest.raises(ValueError, match="evil.bin: not a .bin .* os.system"):
         data.read_bin(tmp_path / "evil.bin")
+
+
+def test_verification_callback_on_bins_equals_the_report_on_arrays(tmp_path, capsys):
+    import keras
+
+    from keras_margin.callbacks import VerificationCallback
+
+    rng = np.random.default_rng(8)
+    bins = {}
+    for name, num_pairs in (("lfw", 12), ("cfp_fp", 10)):
+        pixels = np.repeat(np.repeat(rng.integers(0, 256, (2 * num_pairs, 4, 4, 3)), 2, 1), 2, 2).astype(np.uint8)
+        pixels[1::4] = np.clip(pixels[0::4].astype(int) + 8, 0, 255)  # same pairs look alike
+        issame = [i % 2 == 0 for i in range(num_pairs)]
+        images = [tf.io.encode_jpeg(p, quality=95).numpy() for p in pixels]
+        (tmp_path / f"{name}.bin").write_bytes(ref.python2_bin(images, issame))
+        decoded = np.stack([tf.io.decode_jpeg(b).numpy() for b in images]).astype("float32") / 127.5 - 1
+        bins[name] = (decoded, np.array(issame))
+
+    embedder = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(5)])
+    head = keras.layers.Dense(3)
+    model = keras.Sequential([embedder, head])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback = VerificationCallback(
+        [tmp_path / "lfw.bin", str(tmp_path / "cfp_fp.bin")], embedder, every_steps=3, num_folds=2,
+        far_targets=(0.1,), verbose=1,
+    )
+    x = rng.normal(size=(16, 8, 8, 3)).astype("float32")
+    history = model.fit(x, np.arange(16) % 3, batch_size=4, epochs=2, verbose=0, callbacks=[callback])
+    assert [step for step, _ in callback.history] == [3, 6]  # 8 steps, every 3
+    printed = capsys.readouterr().out
+    for name, (decoded, issame) in bins.items():
+        # flip-fused embeddings computed here: f(x) + f(mirror x), normalized
+        e = embedder.predict(decoded, verbose=0) + embedder.predict(decoded[:, :, ::-1], verbose=0)
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        expected = metrics.verification_report(e[0::2], e[1::2], issame, num_folds=2, far_targets=(0.1,))
+        assert history.history[f"val_{name}_accuracy"][-1] == pytest.approx(expected["accuracy"])
+        assert history.history[f"val_{name}_auc"][-1] == pytest.approx(expected["auc"])
+        assert history.history[f"val_{name}_tar@far=1e-1"][-1] == pytest.approx(expected["tar_at_far"][0.1])
+        line = f"[{name}][6] Accuracy-Flip: {expected['accuracy']:1.5f}+-{expected['accuracy_std']:1.5f}"
+        assert line in printed, printed
+    with pytest.raises(ValueError, match="every_steps"):
+        VerificationCallback(tmp_path / "lfw.bin", embedder, every_steps=0)

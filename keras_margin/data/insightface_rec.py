@@ -226,6 +226,8 @@ class RecordIODataset(IdentityDataset):
             positions = tf.data.Dataset.range(len(self))
         images = self._read(positions.batch(READ_CHUNK), preprocess, deterministic=seed is not None or not shuffle)
         images = images.batch(batch_size, drop_remainder=drop_remainder)
+        num_batches = len(self) // batch_size if drop_remainder else -(-len(self) // batch_size)
+        images = images.apply(tf.data.experimental.assert_cardinality(num_batches))  # Keras knows the epoch length
         if labels_as_input:
             images = images.map(as_head_inputs)
         return images.prefetch(tf.data.AUTOTUNE)
@@ -287,6 +289,7 @@ class RecordIODataset(IdentityDataset):
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(num_batches)
         positions = seeds.map(lambda s: tf.ensure_shape(tf.numpy_function(draw, [s], tf.int64), [p * k]))
         batches = self._read(positions, preprocess).batch(p * k, drop_remainder=True)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(num_batches))
         if labels_as_input:
             batches = batches.map(as_head_inputs)
         return batches.prefetch(tf.data.AUTOTUNE)
