@@ -430,3 +430,14 @@ def test_lazy_submodules_do_not_load_tfds_on_import():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_shards_of_a_stream_are_disjoint_and_cover_it():
+    images, labels = indexed_arrays([3, 4, 2])
+    dataset = data.IdentityDataset.from_arrays(images, labels)
+    shards = [[int(record_index(image)) for image, _ in dataset.shard(3, i).records.as_numpy_iterator()]
+              for i in range(3)]
+    assert sorted(sum(shards, [])) == list(range(9))
+    assert shards[1] == [1, 4, 7]  # every third record from index 1
+    with pytest.raises(ValueError, match="`num_shards` must be an integer"):
+        dataset.shard(0, 0)

@@ -131,6 +131,13 @@ def test_truncated_record_and_offset_past_the_end(valid_set):
         data.from_insightface_rec(valid_set)
 
 
+def test_a_key_listed_twice(valid_set):
+    lines = _idx_lines(valid_set)
+    (valid_set / "train.idx").write_text("\n".join(lines + [lines[1]]) + "\n")
+    with pytest.raises(RecordIOError, match="train.idx: key 1 appears more than once"):
+        data.from_insightface_rec(valid_set)
+
+
 def test_header_range_that_disagrees_with_the_idx(valid_set):
     lines = _idx_lines(valid_set)
     (valid_set / "train.idx").write_text("\n".join(lines[:4] + lines[5:]) + "\n")  # drop key 4

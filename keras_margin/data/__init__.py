@@ -27,13 +27,16 @@ from keras_margin.data.pairs import (
     verification_pairs,
 )
 from keras_margin.data.pk_sampler import pk_batches
+from keras_margin.data.recordio import RecordFile, RecordIOError
 from keras_margin.data.preprocessing import face_preprocessing, random_flip, resize_and_crop, scale_to_unit_range
 from keras_margin.data.sources import from_folder, from_tfds
 
 __all__ = [
     "IdentityDataset",
     "IdentityFolder",
+    "RecordFile",
     "RecordIODataset",
+    "RecordIOError",
     "VerificationPair",
     "as_head_inputs",
     "face_preprocessing",

@@ -113,29 +113,28 @@ class RecordIODataset(IdentityDataset):
             images[i] = image
         return images, self._labels[positions]
 
-    def _read(self, positions, preprocess=None, deterministic=True):
-        """Maps a dataset of int64 position vectors to single decoded (and preprocessed) `(image, label)`."""
+    def _read_encoded(self, positions, deterministic=True):
+        """Maps a dataset of int64 position vectors to single `(encoded image, label)` records."""
 
         def read(batch):
             images, labels = tf.numpy_function(self.read_records, [batch], (tf.string, tf.int32), stateful=False)
             return tf.ensure_shape(images, [None]), tf.ensure_shape(labels, [None])
+
+        return positions.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic).unbatch()
+
+    def _read(self, positions, preprocess=None, deterministic=True):
+        """Like `_read_encoded`, then decoded (and preprocessed) in parallel."""
 
         def decode(image, label):
             image = self.decode_image(image)
             return (preprocess(image) if preprocess else image), label
 
-        records = positions.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic).unbatch()
+        records = self._read_encoded(positions, deterministic)
         return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
     @property
     def records(self):
-        positions = tf.data.Dataset.range(len(self)).batch(READ_CHUNK)
-
-        def read(batch):
-            images, labels = tf.numpy_function(self.read_records, [batch], (tf.string, tf.int32), stateful=False)
-            return tf.ensure_shape(images, [None]), tf.ensure_shape(labels, [None])
-
-        return positions.map(read, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        return self._read_encoded(tf.data.Dataset.range(len(self)).batch(READ_CHUNK))
 
     def images(self, preprocess=None):
         """The decoded `(image, label)` stream in index order, optionally preprocessed per image."""
@@ -363,9 +362,12 @@ def from_insightface_rec(path, channels=3):
     rec_path, idx_path, property_path, names_path = _rec_paths(path)
     record_file = RecordFile(rec_path)
     keys, offsets = read_index(idx_path)
-    if len(np.unique(keys)) != len(keys):
-        duplicate = int(keys[np.nonzero(np.diff(np.sort(keys)) == 0)[0][0]])
-        raise RecordIOError(f"{idx_path}: key {duplicate} appears more than once")
+    if np.any(keys[1:] <= keys[:-1]):  # writers list keys in increasing order; sort only when they did not
+        by_key = np.argsort(keys, kind="stable")
+        keys, offsets = keys[by_key], offsets[by_key]
+        repeated = np.nonzero(keys[1:] == keys[:-1])[0]
+        if repeated.size:
+            raise RecordIOError(f"{idx_path}: key {keys[repeated[0]]} appears more than once")
     past_end = np.nonzero(offsets + 8 > record_file.size)[0]
     if past_end.size:
         i = int(past_end[0])
@@ -373,8 +375,6 @@ def from_insightface_rec(path, channels=3):
             f"{idx_path}: key {keys[i]} points at byte offset {offsets[i]}, past the end of {rec_path} "
             f"({record_file.size} bytes)"
         )
-    by_key = np.argsort(keys, kind="stable")
-    keys, offsets = keys[by_key], offsets[by_key]
     prop = _read_property(property_path)
 
     header = None
@@ -432,7 +432,7 @@ def _insightface_layout(record_file, idx_path, keys, offsets, header):
             f"lacks {missing[:5].tolist()} and has extra {extra[:5].tolist()}"
         )
     num_images, num_classes = first_identity - 1, end - first_identity
-    ranges = np.zeros((num_classes, 2), "int64")
+    ranges = np.zeros((num_classes, 2), "float32")
     for c in range(num_classes):
         key = first_identity + c
         _, labels, _, _ = record_file.read_image_record(int(offsets[key]))
@@ -440,7 +440,8 @@ def _insightface_layout(record_file, idx_path, keys, offsets, header):
             raise RecordIOError(
                 f"{rec_path}: the identity record at key {key} has {len(labels)} labels, expected [first, end)"
             )
-        ranges[c] = _whole(labels, f"the identity record at key {key}: key", rec_path)
+        ranges[c] = labels
+    ranges = _whole(ranges, "an identity record's image key", rec_path)
     expected_first = np.r_[1, ranges[:-1, 1]]
     broken = np.nonzero((ranges[:, 0] != expected_first) | (ranges[:, 1] < ranges[:, 0]))[0]
     if broken.size or (num_classes and ranges[-1, 1] != first_identity):

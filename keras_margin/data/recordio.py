@@ -174,8 +174,8 @@ class RecordFile:
         labels = np.zeros(len(offsets), "float32")
         width = 8 + HEADER.size + 4
         memory = np.memmap(self.path, dtype="uint8", mode="r") if self.size else None
-        for start in range(0, len(offsets), 1 << 20):  # bounded scratch memory
-            chunk = offsets[start:start + (1 << 20)]
+        for start in range(0, len(offsets), 1 << 18):  # bounded scratch memory
+            chunk = offsets[start:start + (1 << 18)]
             near_end = chunk + width > self.size
             gathered = np.nonzero(~near_end)[0]
             words = memory[chunk[gathered, None] + np.arange(width)].view("<u4")
