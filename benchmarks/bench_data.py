@@ -11,13 +11,14 @@ Builds a `.rec` of `--images` real 112×112 face JPEGs (the CelebA crops in
 - folder / tfds: `from_folder` of an identity folder of the same JPEGs, and the
   prepared copy read again by its tfds name with `from_tfds`.
 
-All in one process, one after the other, each after its own warm-up. Then it
+All in one process; each pipeline is warmed up, then timed in rounds that take
+the pipelines in turn (the median of the rounds is reported). Then it
 opens a synthetic index at the size of MS1MV2 (5,822,653 images, 85,742
 identities; tiny image records) and reports open time and memory, P×K batch
 time and the first full-shuffle epoch's start-up time.
 
     python benchmarks/bench_data.py                              # 100,000 images
-    python benchmarks/bench_data.py --images 20000 --batches 60 --skip-scale
+    python benchmarks/bench_data.py --images 20000 --batches 30 --skip-scale
 """
 
 import argparse
@@ -52,16 +53,26 @@ def preprocess(image):
     return data.scale_to_unit_range(data.random_flip(image, seed=0))
 
 
-def images_per_second(batches, num_batches, warmup=10):
-    iterator = iter(batches)
-    for _ in range(warmup):
-        next(iterator)
+def images_per_second(iterator, num_batches):
     start = time.perf_counter()
     count = 0
     for _ in range(num_batches):
         images = next(iterator)[0]
         count += int(images.shape[0])
     return count / (time.perf_counter() - start)
+
+
+def compare(pipelines, num_batches, rounds, warmup=10):
+    """Median images/s of each pipeline over `rounds` rounds that take the pipelines in turn."""
+    iterators = {name: iter(batches) for name, batches in pipelines.items()}
+    for iterator in iterators.values():
+        for _ in range(warmup):
+            next(iterator)
+    rates = {name: [] for name in pipelines}
+    for _ in range(rounds):
+        for name, iterator in iterators.items():
+            rates[name].append(images_per_second(iterator, num_batches))
+    return {name: float(np.median(r)) for name, r in rates.items()}
 
 
 def throughput(args, workdir):
@@ -108,9 +119,10 @@ def throughput(args, workdir):
         pipelines["tfds (from_tfds, shuffle buffer 10k)"] = by_name.batches(
             128, preprocess, shuffle_buffer=10_000, seed=0, labels_as_input=False).repeat()
 
-    rates = {name: images_per_second(batches, args.batches) for name, batches in pipelines.items()}
+    rates = compare(pipelines, args.batches, args.rounds)
     floor_rate = rates["floor: JPEG bytes in memory"]
-    print(f"\n{args.batches} batches of 128 after 10 warm-up batches, {os.cpu_count()} cores\n")
+    print(f"\nmedian of {args.rounds} rounds of {args.batches} batches of 128 per pipeline, taken in turn "
+          f"after 10 warm-up batches each, {os.cpu_count()} cores\n")
     print("| pipeline | images/s | time vs floor |")
     print("|---|---|---|")
     for name, rate in rates.items():
@@ -188,7 +200,8 @@ def scale(args, workdir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--batches", type=int, default=200, help="timed batches of 128 per pipeline")
+    parser.add_argument("--batches", type=int, default=100, help="timed batches of 128 per pipeline and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over the pipelines (the median is reported)")
     parser.add_argument("--folder-images", type=int, default=20_000,
                         help="images in the identity-folder / tfds rows (0: skip them)")
     parser.add_argument("--scale-images", type=int, default=5_822_653)

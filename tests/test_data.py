@@ -175,6 +175,13 @@ def test_batches_for_heads_and_for_metric_losses():
     first = [b[1].numpy().tolist() for b in dataset.batches(4, shuffle_buffer=12, seed=7)]
     second = [b[1].numpy().tolist() for b in dataset.batches(4, shuffle_buffer=12, seed=7)]
     assert first == second
+    # shuffle=True without a buffer size shuffles (10,000 records: all of these); shuffle=False keeps order
+    order = [int(i) for x, _ in dataset.batches(12, shuffle=True, seed=7, labels_as_input=False)
+             for i in record_index(x)]
+    assert sorted(order) == list(range(12)) and order != list(range(12))
+    kept = [int(i) for x, _ in dataset.batches(12, shuffle=False, shuffle_buffer=12, labels_as_input=False)
+            for i in record_index(x)]
+    assert kept == list(range(12))
 
 
 def test_from_arrays_errors():

@@ -182,6 +182,7 @@ class IdentityDataset:
         seed=None,
         labels_as_input=True,
         drop_remainder=False,
+        shuffle=None,
     ):
         """Batches for `model.fit`.
 
@@ -192,6 +193,10 @@ class IdentityDataset:
             shuffle_buffer: shuffle the records through a buffer of this size
                 before decoding (`None`: keep record order).
             seed: shuffle seed.
+            shuffle: `True` shuffles through `shuffle_buffer` (10,000 when it
+                is not given), `False` keeps record order; default: shuffle
+                when `shuffle_buffer` is given. (A `.rec` dataset shuffles its
+                whole index instead: `RecordIODataset.batches`.)
             labels_as_input: `True` gives `((images, labels), labels)`, for a
                 model whose margin head takes the labels as a second input;
                 `False` gives `(images, labels)`, for the metric losses.
@@ -200,8 +205,8 @@ class IdentityDataset:
         """
         batch_size = check_number("batch_size", batch_size, low=1, integer=True)
         records = self.records
-        if shuffle_buffer:
-            records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if shuffle or (shuffle is None and shuffle_buffer):
+            records = records.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
         images = IdentityDataset(records, self.class_names, self.decode_image).images(preprocess)
         images = images.batch(batch_size, drop_remainder=drop_remainder)
         if labels_as_input:
