@@ -152,7 +152,16 @@ class RecordIODataset(IdentityDataset):
         of `n` `dataset.shard(n, i)`, e.g. inside
         `strategy.distribute_datasets_from_function` with
         `input_context.num_input_pipelines` and `input_context.input_pipeline_id`,
-        and build its batches from that shard.
+        and build its batches from that shard. (tf.data's auto-sharding finds
+        no files to split here and falls back to sharding the elements, so
+        every worker would read and decode all records and keep its share.)
+
+        Example:
+
+        >>> def batches(context):
+        ...     share = faces.shard(context.num_input_pipelines, context.input_pipeline_id)
+        ...     return share.batches(context.get_per_replica_batch_size(512), preprocess, shuffle=True, seed=0)
+        >>> distributed = strategy.distribute_datasets_from_function(batches)
         """
         num_shards = check_number("num_shards", num_shards, low=1, integer=True)
         index = check_number("index", index, low=0, high=num_shards - 1, integer=True)
