@@ -126,15 +126,7 @@ class IdentityDataset:
             identities: distinct labels of this dataset.
             name: description of the subset.
         """
-        identities = np.asarray(identities, dtype="int64").reshape(-1)
-        if len(np.unique(identities)) != len(identities):
-            raise ValueError("`identities` must be distinct labels.")
-        if identities.size and (identities.min() < 0 or identities.max() >= self.num_classes):
-            raise ValueError(
-                f"`identities` must be labels in [0, {self.num_classes}). Received: {identities.tolist()}"
-            )
-        new_label = np.full(self.num_classes, -1, dtype="int32")
-        new_label[identities] = np.arange(len(identities), dtype="int32")
+        identities, new_label = self._relabelling(identities)
         new_label = tf.constant(new_label)
 
         records = self.records.map(lambda image, label: (image, tf.gather(new_label, label)))
@@ -145,6 +137,19 @@ class IdentityDataset:
             self.decode_image,
             name=name or f"{self.name} ({len(identities)} identities)",
         )
+
+    def _relabelling(self, identities):
+        """Checks `identities`; returns them and the new label of every old one (-1: dropped)."""
+        identities = np.asarray(identities, dtype="int64").reshape(-1)
+        if len(np.unique(identities)) != len(identities):
+            raise ValueError("`identities` must be distinct labels.")
+        if identities.size and (identities.min() < 0 or identities.max() >= self.num_classes):
+            raise ValueError(
+                f"`identities` must be labels in [0, {self.num_classes}). Received: {identities.tolist()}"
+            )
+        new_label = np.full(self.num_classes, -1, dtype="int32")
+        new_label[identities] = np.arange(len(identities), dtype="int32")
+        return identities, new_label
 
     def split_identities(self, num_test_identities=None, test_fraction=None, seed=0):
         """Identity-disjoint `(train, test)` datasets for open-set evaluation.
@@ -193,15 +198,15 @@ class IdentityDataset:
             shuffle_buffer: shuffle the records through a buffer of this size
                 before decoding (`None`: keep record order).
             seed: shuffle seed.
-            shuffle: `True` shuffles through `shuffle_buffer` (10,000 when it
-                is not given), `False` keeps record order; default: shuffle
-                when `shuffle_buffer` is given. (A `.rec` dataset shuffles its
-                whole index instead: `RecordIODataset.batches`.)
             labels_as_input: `True` gives `((images, labels), labels)`, for a
                 model whose margin head takes the labels as a second input;
                 `False` gives `(images, labels)`, for the metric losses.
             drop_remainder: drop a last, smaller batch (needed for static
                 shapes under XLA when the loss depends on the batch size).
+            shuffle: `True` shuffles through `shuffle_buffer` (10,000 when it
+                is not given), `False` keeps record order; default: shuffle
+                when `shuffle_buffer` is given. (A `.rec` dataset shuffles its
+                whole index instead: `RecordIODataset.batches`.)
         """
         batch_size = check_number("batch_size", batch_size, low=1, integer=True)
         records = self.records

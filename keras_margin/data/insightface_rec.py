@@ -169,15 +169,7 @@ class RecordIODataset(IdentityDataset):
 
     def select_identities(self, identities, name=None):
         """The images of the given identities, relabelled `0 .. len(identities) - 1` in that order."""
-        identities = np.asarray(identities, dtype="int64").reshape(-1)
-        if len(np.unique(identities)) != len(identities):
-            raise ValueError("`identities` must be distinct labels.")
-        if identities.size and (identities.min() < 0 or identities.max() >= self.num_classes):
-            raise ValueError(
-                f"`identities` must be labels in [0, {self.num_classes}). Received: {identities.tolist()}"
-            )
-        new_label = np.full(self.num_classes, -1, dtype="int32")
-        new_label[identities] = np.arange(len(identities), dtype="int32")
+        identities, new_label = self._relabelling(identities)
         relabelled = new_label[self._labels]
         rows = np.nonzero(relabelled >= 0)[0]
         return self._subset(
