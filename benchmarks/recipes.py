@@ -8,10 +8,13 @@ final training loss, and writes everything to a JSON file.
     python benchmarks/recipes.py --suite orl --data-dir /tmp/tfds
     python benchmarks/recipes.py --suite mnist --data-dir ../shared/data/tfds
     python benchmarks/recipes.py --suite orl --only arcface-default softmax --seeds 0
+    python benchmarks/recipes.py --suite celeba --data-dir /tmp/tfds --only softmax arcface-default
 
 Suites:
   orl:   ../shared/data/faces/orl (40 people × 10 images), 30 people train, 10 held out.
   mnist: MNIST from a tfds data_dir, 6 digits train, 4 held out (an open-set split).
+  celeba: ../shared/data/faces/celeba_subset, the identities of folds 0-6 of its pairs.csv train
+          (210 people, about 4,400 images), the 1,800 pairs of folds 7-9 verify (unseen people).
 """
 
 import argparse
@@ -26,11 +29,16 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRAIN_FACES = ROOT / "examples" / "train_faces.py"
 ORL = ROOT.parent / "shared" / "data" / "faces" / "orl"
+CELEBA = ROOT.parent / "shared" / "data" / "faces" / "celeba_subset"
 
 SUITES = {
     "orl": [
         "--data", str(ORL), "--channels", "1", "--image-size", "48", "--epochs", "30",
         "--batch-size", "32", "--test-identities", "0.25", "--num-pairs", "800",
+    ],
+    "celeba": [  # arcface_torch's SGD recipe on the small CNN; folds 0-6 train, the pairs of folds 7-9 verify
+        "--data", str(CELEBA / "aligned_112"), "--pairs-csv", str(CELEBA / "pairs.csv"), "--image-size", "64",
+        "--epochs", "12", "--batch-size", "64", "--optimizer", "sgd",
     ],
     "mnist": [
         "--data", "mnist", "--channels", "1", "--image-size", "28", "--epochs", "5",
@@ -39,11 +47,14 @@ SUITES = {
 }
 
 # name → extra train_faces.py options; "default" rows use the package's defaults.
-SGD = ["--optimizer", "sgd", "--learning-rate", "0.1"]
+SGD = ["--optimizer", "momentum", "--learning-rate", "0.1"]  # plain SGD, momentum 0.9, constant rate
 PAPER_ARC = ["--head", "arcface", "--scale", "64", "--margin", "0.5", "--margin-warmup-steps", "0"]
 PAPER_COS = ["--head", "cosface", "--scale", "64", "--margin", "0.35", "--margin-warmup-steps", "0"]
 RECIPES = {
     "softmax": ["--head", "softmax"],
+    "softmax-center": ["--head", "softmax", "--center-loss"],
+    "combined-default": ["--head", "combined"],
+    "sphereface-default": ["--head", "sphereface"],
     "arcface-default": ["--head", "arcface"],
     "cosface-default": ["--head", "cosface"],
     "arcface-paper": PAPER_ARC,

@@ -6,8 +6,10 @@ sub-folder per person), an insightface `.rec` training set (e.g. MS1MV2
 
 1. split the identities into training identities and held-out identities
    (open set: no held-out person is seen in training);
-2. train a small CNN with a margin head (`--head`), optionally with center
-   loss (`--center-loss`), or with the triplet loss on P×K batches (`--triplet`);
+2. train a backbone (`--backbone`: a small CNN, IResNet or MobileFaceNet) with a
+   margin head (`--head`), optionally with center loss (`--center-loss`), or with
+   the triplet loss on P×K batches (`--triplet`); `--optimizer sgd` is
+   arcface_torch's recipe;
 3. evaluate verification on balanced pairs of held-out identities: 10-fold
    accuracy, AUC, EER and TAR at FAR 1e-3 / 1e-2; and / or on insightface's
    `.bin` verification sets during training (`--val lfw.bin,cfp_fp.bin`);
@@ -20,6 +22,13 @@ Run, e.g. on the ORL faces (40 people × 10 images, grayscale):
     python examples/train_faces.py --data ../shared/data/faces/orl --channels 1 \\
         --head arcface --epochs 30 --output-dir faces_output
 
+or the field's recipe on the CelebA crops: an insightface backbone, arcface_torch's SGD, training on
+the identities of folds 0-6 of pairs.csv and verifying on the pairs of folds 7-9:
+
+    python examples/train_faces.py --data ../shared/data/faces/celeba_subset/aligned_112 \\
+        --pairs-csv ../shared/data/faces/celeba_subset/pairs.csv --backbone mobilefacenet \\
+        --image-size 112 --optimizer sgd --batch-size 64 --epochs 20 --head arcface
+
 or on an insightface training set, evaluated on its bins every 2,000 steps:
 
     python examples/train_faces.py --data faces_emore --image-size 112 \\
@@ -28,6 +37,7 @@ or on an insightface training set, evaluated on its bins every 2,000 steps:
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import pathlib
@@ -44,6 +54,7 @@ import keras_margin  # noqa: E402
 from keras_margin import data, metrics  # noqa: E402
 
 HEADS = ("arcface", "cosface", "combined", "sphereface", "lsoftmax", "softmax")
+BACKBONES = ("small", "iresnet18", "iresnet50", "mobilefacenet")
 
 
 def make_head(name, num_classes, args):
@@ -101,9 +112,27 @@ def parse_args(argv=None):
     parser.add_argument("--images-per-identity", type=int, default=4, help="K of the P×K batches (--triplet)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
-                        help="adam, or sgd with momentum 0.9")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--backbone", choices=BACKBONES, default="small",
+                        help="small: a 6-conv CNN for CPUs; the others: keras_margin.backbones")
+    parser.add_argument("--optimizer", choices=("adam", "sgd", "momentum"), default="adam",
+                        help="adam; sgd: arcface_torch's SGD (momentum 0.9, linear warm-up and polynomial decay "
+                             "to 0, weight decay on kernels, the head's too, gradient norm clipped at 5); "
+                             "momentum: plain SGD with momentum 0.9 at a constant learning rate")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="default: 1e-3 for adam, 0.1 × batch / 512 for sgd")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="L2 weight decay on kernels (default: 5e-4 for sgd, 0 for adam)")
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="sgd: epochs of linear learning-rate warm-up")
+    parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
+                        help="XLA for the training step; auto: off for iresnet / mobilefacenet on a machine "
+                             "without GPU (TensorFlow's oneDNN convolutions are faster there), on otherwise")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="train under mixed_bfloat16 (the embedding and logits stay float32)")
+    parser.add_argument("--pairs-csv", default=None,
+                        help="a pairs.csv (fold,path1,path2,same; paths relative to its folder): train on the "
+                             "identities of --train-folds, verify on the pairs of --test-folds")
+    parser.add_argument("--train-folds", default="0-6", help="folds of --pairs-csv whose identities train")
+    parser.add_argument("--test-folds", default="7-9", help="folds of --pairs-csv whose pairs are verified")
     parser.add_argument("--max-images", type=int, default=None,
                         help="use only the first this many images of the dataset (e.g. to subsample MNIST)")
     parser.add_argument("--image-size", type=int, default=64, help="images are cropped and resized to this square")
@@ -118,7 +147,11 @@ def parse_args(argv=None):
     parser.add_argument("--mock-data", action="store_true", help="random tfds data (tfds.testing.mock_data)")
     args = parser.parse_args(argv)
     if args.test_identities is None:
-        args.test_identities = 0.0 if args.val else 0.2
+        args.test_identities = 0.0 if args.val or args.pairs_csv else 0.2
+    if args.learning_rate is None:
+        args.learning_rate = 0.1 * args.batch_size / 512 if args.optimizer == "sgd" else 1e-3
+    if args.weight_decay is None:
+        args.weight_decay = 5e-4 if args.optimizer == "sgd" else 0.0
     args.val = [path for path in (args.val or "").split(",") if path]
     if args.smoke:
         args.epochs, args.image_size, args.embedding_dim, args.num_pairs = 1, 32, 16, 40
@@ -152,14 +185,74 @@ def embedding_network(image_size, channels, dim):
     return keras.Model(images, embeddings, name="embedder")
 
 
+def make_backbone(args):
+    if args.backbone == "small":
+        return embedding_network(args.image_size, args.channels, args.embedding_dim)
+    if args.channels != 3:
+        raise SystemExit(f"--backbone {args.backbone} takes RGB images: use --channels 3")
+    shape = (args.image_size, args.image_size, 3)
+    if args.backbone == "mobilefacenet":
+        return keras_margin.backbones.mobilefacenet(args.embedding_dim, input_shape=shape, name="embedder")
+    return keras_margin.backbones.iresnet(int(args.backbone[len("iresnet"):]), args.embedding_dim,
+                                          input_shape=shape, name="embedder")
+
+
+class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """arcface_torch's PolyScheduler: linear warm-up from 0, then (1 − progress)² decay to 0."""
+
+    def __init__(self, learning_rate, total_steps, warmup_steps):
+        self.learning_rate = learning_rate
+        self.total_steps = max(int(total_steps), 1)
+        self.warmup_steps = min(int(warmup_steps), self.total_steps - 1)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup = self.learning_rate * step / max(self.warmup_steps, 1)
+        progress = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+        decay = self.learning_rate * keras.ops.square(1.0 - keras.ops.clip(progress, 0.0, 1.0))
+        return keras.ops.where(step < self.warmup_steps, warmup, decay)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+def use_xla(args):
+    if args.jit_compile != "auto":
+        return args.jit_compile == "on"
+    return args.backbone == "small" or bool(tf.config.list_physical_devices("GPU"))
+
+
+def make_optimizer(args, steps_per_epoch):
+    if args.optimizer == "adam":
+        return keras.optimizers.Adam(args.learning_rate)
+    if args.optimizer == "momentum":
+        return keras.optimizers.SGD(args.learning_rate, momentum=0.9)
+    schedule = WarmupPolynomialDecay(args.learning_rate, args.epochs * steps_per_epoch,
+                                     args.warmup_epochs * steps_per_epoch)
+    return keras.optimizers.SGD(schedule, momentum=0.9, global_clipnorm=5.0)
+
+
+def add_weight_decay(model, weight_decay):
+    """PyTorch-style (coupled) L2 decay: weight_decay·w added to the gradient of every kernel.
+
+    Kernels of convolutions, dense layers and the margin head get it; BN and
+    PReLU parameters do not, as in arcface_torch.
+    """
+    if weight_decay:
+        for variable in model.trainable_variables:
+            if variable.path.endswith("kernel"):  # also depthwise_kernel
+                variable.regularizer = keras.regularizers.L2(weight_decay / 2)
+
+
 def train(args, train_set):
     """Returns the trained embedding network, the History and the .bin verification callback (or None)."""
-    embedder = embedding_network(args.image_size, args.channels, args.embedding_dim)
+    embedder = make_backbone(args)
     preprocess = data.face_preprocessing(args.image_size, args.channels, flip=True, seed=args.seed)
-    if args.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(args.learning_rate, momentum=0.9)
-    else:
-        optimizer = keras.optimizers.Adam(args.learning_rate)
+    num_images = len(train_set.labels())
+    steps_per_epoch = max(num_images // (args.identities_per_batch * args.images_per_identity
+                                         if args.triplet else args.batch_size), 1)
+    optimizer = make_optimizer(args, steps_per_epoch)
     callbacks = []
     if args.val:
         callbacks.append(keras_margin.callbacks.VerificationCallback(
@@ -170,7 +263,8 @@ def train(args, train_set):
         batches = data.pk_batches(
             train_set, args.identities_per_batch, args.images_per_identity, preprocess=preprocess, seed=args.seed
         )
-        embedder.compile(optimizer=optimizer, loss=keras_margin.losses.TripletLoss(), jit_compile=True)
+        add_weight_decay(embedder, args.weight_decay)
+        embedder.compile(optimizer=optimizer, loss=keras_margin.losses.TripletLoss(), jit_compile=use_xla(args))
         history = embedder.fit(batches, epochs=args.epochs, verbose=2, callbacks=callbacks)
         return embedder, history, (callbacks or [None])[0]
 
@@ -184,11 +278,12 @@ def train(args, train_set):
     head = make_head(args.head, train_set.num_classes, args)
     logits = head(embeddings) if args.head == "softmax" else head(embeddings, labels=labels)
     model = keras.Model([images, labels], logits, name="train_model")
+    add_weight_decay(model, args.weight_decay)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-        jit_compile=True,
+        jit_compile=use_xla(args),
     )
     batches = train_set.batches(
         args.batch_size, preprocess=preprocess, shuffle_buffer=10_000, seed=args.seed, drop_remainder=True
@@ -222,9 +317,52 @@ def export(embedder, path, sample_images):
     return float(np.max(np.abs(served - expected)))
 
 
+def folds(text):
+    """"0-6" → {0, ..., 6}; "7,9" → {7, 9}."""
+    chosen = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        chosen.update(range(int(low), int(high or low) + 1))
+    return chosen
+
+
+def read_pairs_csv(args):
+    """`(train identity names, test pairs)` of a fold-split pairs.csv; paths made absolute."""
+    folder = os.path.dirname(os.path.abspath(args.pairs_csv))
+    with open(args.pairs_csv) as f:
+        rows = list(csv.DictReader(f))
+    train_folds, test_folds = folds(args.train_folds), folds(args.test_folds)
+    train_names = sorted({os.path.basename(os.path.dirname(r[key])) for r in rows if int(r["fold"]) in train_folds
+                          for key in ("path1", "path2")})
+    test_pairs = [(os.path.join(folder, r["path1"]), os.path.join(folder, r["path2"]), r["same"] == "1")
+                  for r in rows if int(r["fold"]) in test_folds]
+    test_names = {os.path.basename(os.path.dirname(p)) for a, b, _ in test_pairs for p in (a, b)}
+    if test_names & set(train_names):
+        raise SystemExit(f"--train-folds and --test-folds share identities: {sorted(test_names & set(train_names))[:5]}")
+    return train_names, test_pairs
+
+
+def evaluate_pairs_csv(args, embedder, test_pairs):
+    """Flip-fused embeddings of both images of every pair, then the k-fold verification report."""
+    preprocess = data.face_preprocessing(args.image_size, args.channels)
+
+    def load(path):
+        return preprocess(tf.io.decode_image(tf.io.read_file(path), channels=args.channels, expand_animations=False))
+
+    first, second, same = zip(*test_pairs)
+    embeddings = []
+    for paths in (first, second):
+        images = tf.data.Dataset.from_tensor_slices(list(paths)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        embeddings.append(metrics.flip_embeddings(embedder, images.batch(256)))
+    report = metrics.verification_report(*embeddings, np.array(same), num_folds=10, far_targets=(1e-3, 1e-2))
+    return report, next(iter(images.batch(8)))
+
+
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
+    if args.mixed_precision:
+        keras.config.set_dtype_policy("mixed_bfloat16")
     output_dir = pathlib.Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -233,7 +371,17 @@ def main(argv=None):
         identities = load_identities(args)
         if args.max_images:
             identities = identities.take(args.max_images)
-        if args.test_identities > 0:
+        if args.pairs_csv:
+            train_names, test_pairs = read_pairs_csv(args)
+            index = {name: i for i, name in enumerate(identities.class_names)}
+            missing = [name for name in train_names if name not in index]
+            if missing:
+                raise SystemExit(f"{args.pairs_csv} names identities that {args.data} lacks, e.g. {missing[:3]}")
+            train_set = identities.select_identities([index[n] for n in train_names], name="train folds")
+            test_set, held_out = None, []
+            print(f"{identities}: {train_set.num_classes} identities of folds {args.train_folds} train, "
+                  f"{len(test_pairs)} pairs of folds {args.test_folds} verify", flush=True)
+        elif args.test_identities > 0:
             train_set, test_set = identities.split_identities(test_fraction=args.test_identities, seed=args.seed)
             held_out = test_set.class_names
             print(f"{identities}: {train_set.num_classes} training identities, "
@@ -243,7 +391,9 @@ def main(argv=None):
             print(f"{identities}: {train_set.num_classes} training identities, "
                   f"verification on {', '.join(args.val) or 'nothing'}", flush=True)
         embedder, history, bin_callback = train(args, train_set)
-        if test_set is not None:
+        if args.pairs_csv:
+            report, sample_images = evaluate_pairs_csv(args, embedder, test_pairs)
+        elif test_set is not None:
             report, sample_images = evaluate(args, embedder, test_set)
         else:
             preprocess = data.face_preprocessing(args.image_size, args.channels)
@@ -258,7 +408,7 @@ def main(argv=None):
     }
     if report is not None:
         tar = ", ".join(f"TAR@FAR={far:g}: {value:.4f}" for far, value in report["tar_at_far"].items())
-        print(f"verification on {report['num_pairs']} pairs of held-out identities: "
+        print(f"verification on {report['num_pairs']} pairs of unseen identities: "
               f"accuracy {report['accuracy']:.4f} ± {report['accuracy_std']:.4f}, AUC {report['auc']:.4f}, "
               f"EER {report['eer']:.4f}, {tar}")
         summary["verification"] = json_report(report)

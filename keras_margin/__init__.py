@@ -3,7 +3,8 @@
 The margin heads (ArcFace, CosFace, SphereFace, L-Softmax, combined) live in
 `keras_margin.layers` and are re-exported here; their math is in
 `keras_margin.margins`. Metric losses (contrastive, triplet) are in
-`keras_margin.losses`. Input pipelines (`keras_margin.data`), evaluation
+`keras_margin.losses`, face backbones (IResNet, MobileFaceNet) in
+`keras_margin.backbones`. Input pipelines (`keras_margin.data`), evaluation
 (`keras_margin.metrics`, `keras_margin.callbacks`), export
 (`keras_margin.export`) and figures (`keras_margin.plot`) are imported on
 first use, so `import keras_margin` loads neither tensorflow-datasets nor
@@ -14,7 +15,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-from keras_margin import distances, layers, losses, margins
+from keras_margin import backbones, distances, layers, losses, margins
 from keras_margin.layers import (
     ArcMarginHead,
     CenterLossLayer,
@@ -33,6 +34,7 @@ __all__ = [
     "LargeMarginHead",
     "NormalizedDense",
     "SphereMarginHead",
+    "backbones",
     "callbacks",
     "data",
     "distances",

@@ -128,3 +128,25 @@ def test_trains_with_xla_and_round_trips(make, tmp_path, rng):
     served = saved.serve(x)["embeddings"].numpy()
     expected = embedder.predict(x, verbose=0)
     np.testing.assert_allclose(served, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_grouped_convolution_equals_the_grouped_formula(rng):
+    from keras_margin.backbones.blocks import GroupedConv2D
+
+    x = rng.normal(size=(2, 7, 7, 8)).astype("float32")
+    layer = GroupedConv2D(6, 3, groups=2, strides=2, padding="valid")
+    y = layer(x).numpy()
+    kernel = layer.kernel.numpy()  # (3, 3, 4 inputs per group, 6 outputs)
+    expected = np.zeros((2, 3, 3, 6))
+    for out in range(6):
+        group = out // 3  # 3 outputs per group, reading inputs 4·group .. 4·group + 3
+        for i in range(3):
+            for j in range(3):
+                window = x[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3, 4 * group:4 * group + 4]
+                expected[:, i, j, out] = np.einsum("bhwc,hwc->b", window, kernel[:, :, :, out])
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert layer.compute_output_shape((None, 7, 7, 8)) == (None, 3, 3, 6)
+    clone = GroupedConv2D.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    with pytest.raises(ValueError, match="`filters` must be a multiple of `groups`"):
+        GroupedConv2D(5, 3, groups=2)

@@ -140,3 +140,36 @@ def test_train_faces_from_a_rec_with_bins(tmp_path):
     assert 0 <= report["bin_verification"]["lfw"]["accuracy"] <= 1
     assert len(report["history"]["val_lfw_accuracy"]) == 1  # one epoch, the latest of its evaluations
     assert report["saved_model_max_abs_difference"] < 1e-5
+
+
+def test_train_faces_recipe_on_fold_pairs_with_a_backbone(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "faces"
+    lines = ["fold,path1,path2,same"]
+    for identity in range(8):
+        (root / "aligned" / f"{identity:04d}").mkdir(parents=True)
+        for n in range(4):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            (root / "aligned" / f"{identity:04d}" / f"{n}.jpg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
+    for fold, identities in ((0, (0, 1, 2, 3)), (1, (4, 5)), (2, (6, 7))):
+        for i in range(10):
+            a, b = identities[i % len(identities)], identities[(i + 1) % len(identities)]
+            same = i % 2 == 0
+            second = f"aligned/{a:04d}/{(i + 1) % 4}.jpg" if same else f"aligned/{b:04d}/{i % 4}.jpg"
+            lines.append(f"{fold},aligned/{a:04d}/{i % 4}.jpg,{second},{int(same)}")
+    (root / "pairs.csv").write_text("\n".join(lines) + "\n")
+    result = run_example(
+        "train_faces.py", "--data", str(root / "aligned"), "--data-dir", str(tmp_path / "tfds"),
+        "--pairs-csv", str(root / "pairs.csv"), "--train-folds", "0-1", "--test-folds", "2",
+        "--backbone", "mobilefacenet", "--optimizer", "sgd", "--mixed-precision", "--smoke", "--batch-size", "8",
+        "--output-dir", str(tmp_path / "out"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["training_identities"] == 6  # identities of folds 0 and 1
+    assert report["verification"]["num_pairs"] == 10  # the pairs of fold 2
+    assert report["args"]["learning_rate"] == 0.1 * 8 / 512 and report["args"]["weight_decay"] == 5e-4
+    assert report["saved_model_max_abs_difference"] < 1e-4

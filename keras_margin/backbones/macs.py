@@ -4,12 +4,14 @@ import math
 
 import keras
 
+from keras_margin.backbones.blocks import GroupedConv2D
+
 
 def count_macs(model):
     """Multiply-accumulates of one forward pass of one image through `model`.
 
     Counts what dominates a backbone: each `Conv2D` (grouped too),
-    `DepthwiseConv2D` and `Dense` contributes output elements × (inputs
+    `DepthwiseConv2D`, `GroupedConv2D` and `Dense` contributes output elements × (inputs
     feeding each one). Batch norm, PReLU, additions and padding are not
     counted, as in the "FLOPs" insightface publishes (which are MACs).
     Nested models are counted through.
@@ -34,6 +36,8 @@ def count_macs(model):
         elif isinstance(layer, keras.layers.Conv2D):
             in_channels = layer.input.shape[-1]
             total += _elements(layer.output.shape) * math.prod(layer.kernel_size) * in_channels // layer.groups
+        elif isinstance(layer, GroupedConv2D):
+            total += _elements(layer.output.shape) * layer.kernel_size**2 * layer.kernel.shape[2]
         elif isinstance(layer, keras.layers.Dense):
             total += _elements(layer.output.shape) * layer.input.shape[-1]
     return int(total)
