@@ -260,3 +260,135 @@ class MarginScheduler(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["margin_factor"] = self._heads[0].current_margin_factor
+
+
+class AngleStatistics(keras.callbacks.Callback):
+    """Distributions of angles during training, as the ArcFace paper plots them.
+
+    At the end of every `every`-th epoch it embeds a fixed set of training
+    images and, optionally, the images of held-out verification pairs
+    (no augmentation, no flip), and writes quantiles, in degrees, into the
+    epoch's logs (so History and TensorBoard record them):
+
+    - `{prefix}target_p<q>`: θ_y, between each training embedding and the
+      weight of its class (the closest sub-center);
+    - `{prefix}nontarget_p<q>`: min over j ≠ y of θ_j, the nearest wrong
+      class weight;
+    - `{prefix}genuine_p<q>` / `{prefix}impostor_p<q>`: between the two
+      embeddings of same-identity / different-identity held-out pairs.
+
+    A margin head shows its effect as a gap between the target and the
+    non-target quantiles; what it buys on unseen people shows in the gap
+    between the genuine and the impostor ones. The angles of every
+    evaluation are also kept in `angles`, a list of `(epoch, dict of
+    arrays)`, for histograms.
+
+    Args:
+        embedding_model: the model mapping images to embeddings.
+        head: the classifier whose weights the training embeddings are
+            compared with: a margin head (its `cosines`), a
+            `NormalizedDense` or a `keras.layers.Dense` (its kernel columns;
+            the bias is ignored).
+        images: training images, an array `(n, height, width, channels)`.
+        labels: their classes, integers `(n,)`.
+        pairs: optional `(first_images, second_images, same)` arrays of
+            held-out pairs.
+        quantiles: the quantiles to log, in (0, 1).
+        every: evaluate every this many epochs.
+        batch_size: images per model call.
+        prefix: prefix of the log keys.
+
+    Example:
+
+    >>> angles = AngleStatistics(embedder, head, train_images[:1024], train_labels[:1024])
+    >>> history = model.fit(batches, epochs=20, callbacks=[angles])
+    >>> history.history["angle_target_p50"], history.history["angle_nontarget_p50"]
+    """
+
+    def __init__(self, embedding_model, head, images, labels, pairs=None, quantiles=(0.1, 0.5, 0.9), every=1,
+                 batch_size=256, prefix="angle_"):
+        super().__init__()
+        self.embedding_model = embedding_model
+        self.head = head
+        self.images = np.asarray(images)
+        self.labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        if self.images.ndim != 4 or len(self.images) != len(self.labels) or not len(self.labels):
+            raise ValueError(
+                "`images` must be a non-empty array (n, height, width, channels) and `labels` (n,). "
+                f"Received: images.shape={self.images.shape}, labels.shape={self.labels.shape}"
+            )
+        if pairs is not None:
+            first, second, same = (np.asarray(part) for part in pairs)
+            same = same.reshape(-1).astype(bool)
+            if first.shape != second.shape or first.ndim != 4 or len(first) != len(same):
+                raise ValueError(
+                    "`pairs` must be (first_images, second_images, same) with images (n, height, width, "
+                    f"channels) and same (n,). Received shapes: {first.shape}, {second.shape}, {same.shape}"
+                )
+            if same.all() or not same.any():
+                raise ValueError("`pairs` needs both same-identity and different-identity pairs.")
+            pairs = (first, second, same)
+        self.pairs = pairs
+        self.quantiles = tuple(check_number("quantiles", q, low=0.0, high=1.0, low_open=True, high_open=True)
+                               for q in quantiles)
+        self.every = check_number("every", every, low=1, integer=True)
+        self.batch_size = check_number("batch_size", batch_size, low=1, integer=True)
+        self.prefix = prefix
+        self.angles = []
+
+    def _embed(self, images):
+        return np.concatenate([
+            keras.ops.convert_to_numpy(keras.ops.cast(
+                self.embedding_model(images[i:i + self.batch_size], training=False), "float32"))
+            for i in range(0, len(images), self.batch_size)
+        ]).astype(np.float64)
+
+    def _class_cosines(self, embeddings):
+        """cos θ_j, `(n, classes)`, in float64."""
+        from keras_margin.layers.margin_head import MarginHead
+
+        if isinstance(self.head, MarginHead):
+            cos = self.head.cosines(keras.ops.convert_to_tensor(embeddings.astype(np.float32)))
+            return keras.ops.convert_to_numpy(cos).astype(np.float64)
+        kernel = getattr(self.head, "kernel", None)
+        if kernel is None:
+            raise ValueError(f"`head` must be a margin head or a layer with a `kernel`. Received: {self.head!r}")
+        kernel = np.asarray(keras.ops.convert_to_numpy(kernel), dtype=np.float64)
+        kernel = kernel / np.maximum(np.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
+        units = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        return units @ kernel
+
+    def compute(self):
+        """The angles now, in degrees: a dict of arrays `target`, `nontarget` (and `genuine`, `impostor`)."""
+        cos = self._class_cosines(self._embed(self.images))
+        if self.labels.min() < 0 or self.labels.max() >= cos.shape[1]:
+            raise ValueError(f"`labels` must lie in [0, {cos.shape[1]}).")
+        rows = np.arange(len(self.labels))
+        target = cos[rows, self.labels]
+        others = cos.copy()
+        others[rows, self.labels] = -np.inf
+        angles = {"target": _degrees(target), "nontarget": _degrees(others.max(axis=1))}
+        if self.pairs is not None:
+            first, second, same = self.pairs
+            a, b = self._embed(first), self._embed(second)
+            cosine = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-24)
+            angles["genuine"] = _degrees(cosine[same])
+            angles["impostor"] = _degrees(cosine[~same])
+        return angles
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:  # the JAX trainer holds the variables' values outside them during fit
+            sync()
+        angles = self.compute()
+        self.angles.append((epoch, angles))
+        if logs is not None:
+            for kind, values in angles.items():
+                for q in self.quantiles:
+                    logs[f"{self.prefix}{kind}_p{q * 100:g}"] = float(np.quantile(values, q))
+
+
+def _degrees(cosines):
+    return np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import keras_margin
 from keras_margin import metrics
-from keras_margin.callbacks import VerificationCallback, far_name
+from keras_margin.callbacks import AngleStatistics, VerificationCallback, far_name
 
 
 def numpy_target_angles(embeddings, labels, kernel):
@@ -176,3 +176,64 @@ def test_verification_callback_writes_history_keys(rng):
     assert history.history["val_verification_accuracy"][-1] == pytest.approx(expected["accuracy"])
     assert history.history["val_auc"][-1] == pytest.approx(expected["auc"])
     assert far_name(0.0015) == "1.5e-3"
+
+
+def loop_angle(u, v):
+    return math.degrees(math.acos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1.0, 1.0)))
+
+
+@pytest.mark.parametrize("head_kind", ["arcface_subcenters", "dense"])
+def test_angle_statistics_equal_loops_and_reach_history(rng, head_kind):
+    num_classes, subcenters = 4, 2 if head_kind == "arcface_subcenters" else 1
+    images = keras.Input((2, 2, 1))
+    labels = keras.Input((), dtype="int32")
+    embedder = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(5)])
+    if head_kind == "dense":
+        head = keras.layers.Dense(num_classes)
+        logits = head(embedder(images))
+    else:
+        head = keras_margin.ArcMarginHead(num_classes, num_subcenters=subcenters, scale=8.0, margin=0.2)
+        logits = head(embedder(images), labels=labels)
+    model = keras.Model([images, labels], logits)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(24, 2, 2, 1)).astype("float32")
+    y = np.arange(24) % num_classes
+    a, b = rng.normal(size=(2, 10, 2, 2, 1)).astype("float32")
+    same = np.arange(10) < 4
+    callback = AngleStatistics(embedder, head, x, y, pairs=(a, b, same), quantiles=(0.25, 0.5))
+    history = model.fit([x, y], y, epochs=2, batch_size=8, verbose=0, callbacks=[callback])
+
+    features = embedder.predict(x, verbose=0).astype(np.float64)
+    kernel = np.asarray(head.kernel, dtype=np.float64)  # (dim, classes · K), class-major
+    target, nearest = [], []
+    for feature, label in zip(features, y):
+        per_class = [min(loop_angle(feature, kernel[:, c * subcenters + k]) for k in range(subcenters))
+                     for c in range(num_classes)]
+        target.append(per_class[label])
+        nearest.append(min(angle for c, angle in enumerate(per_class) if c != label))
+    fa, fb = embedder.predict(a, verbose=0), embedder.predict(b, verbose=0)
+    pair_angles = np.array([loop_angle(u.astype(np.float64), v.astype(np.float64)) for u, v in zip(fa, fb)])
+    expected = {"target": target, "nontarget": nearest, "genuine": pair_angles[same],
+                "impostor": pair_angles[~same]}
+    for kind, values in expected.items():
+        for q in (0.25, 0.5):
+            key = f"angle_{kind}_p{q * 100:g}"
+            assert len(history.history[key]) == 2
+            assert history.history[key][-1] == pytest.approx(np.quantile(values, q), abs=1e-3), key
+    epoch, arrays = callback.angles[-1]
+    assert epoch == 1
+    np.testing.assert_allclose(np.sort(arrays["target"]), np.sort(target), atol=1e-3)
+
+
+def test_angle_statistics_errors(rng):
+    embedder = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = rng.normal(size=(4, 2, 2, 1))
+    head = keras.layers.Dense(2)
+    with pytest.raises(ValueError, match="labels"):
+        AngleStatistics(embedder, head, x, [0, 1])
+    with pytest.raises(ValueError, match="both same-identity and different-identity"):
+        AngleStatistics(embedder, head, x, [0, 1, 0, 1], pairs=(x, x, [True] * 4))
+    with pytest.raises(ValueError, match="quantiles"):
+        AngleStatistics(embedder, head, x, [0, 1, 0, 1], quantiles=(1.5,))
+    with pytest.raises(ValueError, match="kernel"):
+        AngleStatistics(embedder, keras.layers.ReLU(), x, [0, 1, 0, 1]).compute()
