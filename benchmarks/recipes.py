@@ -81,9 +81,9 @@ RECIPES = {
 }
 
 
-def run(suite, recipe, seed, data_dir, output_root):
+def run(suite, recipe, seed, data_dir, output_root, extra=()):
     output_dir = output_root / suite / f"{recipe}-seed{seed}"
-    command = [sys.executable, str(TRAIN_FACES), *SUITES[suite], *RECIPES[recipe],
+    command = [sys.executable, str(TRAIN_FACES), *SUITES[suite], *RECIPES[recipe], *extra,
                "--seed", str(seed), "--output-dir", str(output_dir)]
     if data_dir:
         command += ["--data-dir", data_dir]
@@ -111,12 +111,17 @@ def main():
     parser.add_argument("--data-dir", default=None, help="tfds data_dir (MNIST; where ORL is prepared)")
     parser.add_argument("--output-dir", default="recipes_output")
     parser.add_argument("--json", default=None, help="results file (default: <output-dir>/<suite>.json)")
+    parser.add_argument("--curves", action="store_true",
+                        help="celeba: log per-epoch verification and angle quantiles (train_faces.py --curves)")
     args = parser.parse_args()
+    if args.curves and args.suite != "celeba":
+        parser.error("--curves needs the celeba suite (its pairs.csv)")
+    extra = ["--curves"] if args.curves else []
 
     output_root = pathlib.Path(args.output_dir)
     results = {}
     for recipe in args.only or RECIPES:
-        runs = [run(args.suite, recipe, seed, args.data_dir, output_root) for seed in args.seeds]
+        runs = [run(args.suite, recipe, seed, args.data_dir, output_root, extra) for seed in args.seeds]
         results[recipe] = {"options": RECIPES[recipe], "runs": runs}
         accuracy = [r["accuracy"] for r in runs]
         print(f"{recipe}: accuracy {np.mean(accuracy):.4f} ± {np.std(accuracy):.4f} "
