@@ -133,6 +133,10 @@ def parse_args(argv=None):
                              "identities of --train-folds, verify on the pairs of --test-folds")
     parser.add_argument("--train-folds", default="0-6", help="folds of --pairs-csv whose identities train")
     parser.add_argument("--test-folds", default="7-9", help="folds of --pairs-csv whose pairs are verified")
+    parser.add_argument("--curves", action="store_true",
+                        help="with --pairs-csv: verify the test pairs after every epoch, and log angle quantiles "
+                             "(training features to class weights, genuine and impostor pairs; "
+                             "keras_margin.callbacks.AngleStatistics) into the history")
     parser.add_argument("--max-images", type=int, default=None,
                         help="use only the first this many images of the dataset (e.g. to subsample MNIST)")
     parser.add_argument("--image-size", type=int, default=64, help="images are cropped and resized to this square")
@@ -245,7 +249,23 @@ def add_weight_decay(model, weight_decay):
                 variable.regularizer = keras.regularizers.L2(weight_decay / 2)
 
 
-def train(args, train_set):
+def curve_callbacks(args, embedder, head, train_set, test_pairs):
+    """Per-epoch verification of the test pairs and angle statistics (`--curves`)."""
+    preprocess = data.face_preprocessing(args.image_size, args.channels)
+    images, labels = next(iter(train_set.batches(1024, preprocess, labels_as_input=False, shuffle=True,
+                                                 seed=args.seed)))
+    first, second = (load_images(args, paths) for paths in list(zip(*test_pairs))[:2])
+    same = np.array([s for _, _, s in test_pairs])
+    pairs = tf.data.Dataset.from_tensor_slices((first, second, same)).batch(256)
+    return [
+        keras_margin.callbacks.VerificationCallback({"test_pairs": pairs}, embedder, flip=True, num_folds=10,
+                                                    far_targets=(1e-3, 1e-2)),
+        keras_margin.callbacks.AngleStatistics(embedder, head, images.numpy(), labels.numpy(),
+                                               pairs=(first, second, same)),
+    ]
+
+
+def train(args, train_set, test_pairs=None):
     """Returns the trained embedding network, the History and the .bin verification callback (or None)."""
     embedder = make_backbone(args)
     preprocess = data.face_preprocessing(args.image_size, args.channels, flip=True, seed=args.seed)
@@ -279,6 +299,8 @@ def train(args, train_set):
     logits = head(embeddings) if args.head == "softmax" else head(embeddings, labels=labels)
     model = keras.Model([images, labels], logits, name="train_model")
     add_weight_decay(model, args.weight_decay)
+    if args.curves and test_pairs:
+        callbacks += curve_callbacks(args, embedder, head, train_set, test_pairs)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -344,18 +366,25 @@ def read_pairs_csv(args):
 
 def evaluate_pairs_csv(args, embedder, test_pairs):
     """Flip-fused embeddings of both images of every pair, then the k-fold verification report."""
+    first, second, same = zip(*test_pairs)
+    embeddings = [metrics.flip_embeddings(embedder, pair_images(args, paths).batch(256)) for paths in (first, second)]
+    report = metrics.verification_report(*embeddings, np.array(same), num_folds=10, far_targets=(1e-3, 1e-2))
+    return report, next(iter(pair_images(args, first[:8]).batch(8)))
+
+
+def pair_images(args, paths):
+    """A dataset of the preprocessed images at `paths`."""
     preprocess = data.face_preprocessing(args.image_size, args.channels)
 
     def load(path):
         return preprocess(tf.io.decode_image(tf.io.read_file(path), channels=args.channels, expand_animations=False))
 
-    first, second, same = zip(*test_pairs)
-    embeddings = []
-    for paths in (first, second):
-        images = tf.data.Dataset.from_tensor_slices(list(paths)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        embeddings.append(metrics.flip_embeddings(embedder, images.batch(256)))
-    report = metrics.verification_report(*embeddings, np.array(same), num_folds=10, far_targets=(1e-3, 1e-2))
-    return report, next(iter(images.batch(8)))
+    return tf.data.Dataset.from_tensor_slices(list(paths)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_images(args, paths):
+    """The preprocessed images at `paths`, one array."""
+    return np.concatenate([batch.numpy() for batch in pair_images(args, paths).batch(256)])
 
 
 def main(argv=None):
@@ -390,7 +419,9 @@ def main(argv=None):
             train_set, test_set, held_out = identities, None, []
             print(f"{identities}: {train_set.num_classes} training identities, "
                   f"verification on {', '.join(args.val) or 'nothing'}", flush=True)
-        embedder, history, bin_callback = train(args, train_set)
+        if args.curves and not args.pairs_csv:
+            raise SystemExit("--curves needs --pairs-csv (the pairs it verifies after every epoch)")
+        embedder, history, bin_callback = train(args, train_set, test_pairs if args.pairs_csv else None)
         if args.pairs_csv:
             report, sample_images = evaluate_pairs_csv(args, embedder, test_pairs)
         elif test_set is not None:
