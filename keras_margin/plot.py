@@ -150,6 +150,35 @@ def pair_angle_histogram(embeddings1, embeddings2, same, bins=60, ax=None, thres
     return ax.figure
 
 
+def quality_filtered_figure(curves, ax=None):
+    """Error-versus-reject curves: FNMR against the fraction of lowest-quality pairs dropped.
+
+    Args:
+        curves: a `metrics.quality_filtered_verification` dict, or a dict
+            name → such dict for several curves.
+        ax: a matplotlib Axes; a new figure when `None`.
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    plt = _pyplot()
+    if "fnmr" in curves:
+        curves = {"": curves}
+    if ax is None:
+        figure = plt.figure(figsize=(5, 3.5))
+        ax = figure.add_subplot()
+    fmr = None
+    for name, curve in curves.items():
+        ax.plot(curve["fractions"], curve["fnmr"], marker="o", markersize=3, label=name or None)
+        fmr = curve["fmr"]
+    ax.set_xlabel("fraction of lowest-quality pairs dropped")
+    ax.set_ylabel(f"FNMR at FMR = {fmr:g}")
+    ax.grid(True, alpha=0.3)
+    if any(curves):
+        ax.legend(fontsize=8)
+    return ax.figure
+
+
 def save_figure(figure, path, dpi=120):
     """Writes `figure` to `path` (PNG by its extension) and closes it."""
     plt = _pyplot()

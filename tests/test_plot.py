@@ -67,3 +67,13 @@ def test_pair_angle_histogram(tmp_path, rng):
     assert mean_same < 30 < 75 < mean_different  # near pairs at small angles, random pairs near 90°
     assert ax.lines[0].get_xdata()[0] == pytest.approx(60.0)  # arccos(0.5)
     assert len(plot.save_figure(figure, tmp_path / "angles.png").read_bytes()) > 10_000
+
+
+def test_quality_filtered_figure(tmp_path):
+    curve = {"fractions": np.array([0.0, 0.5]), "fnmr": np.array([0.2, 0.1]), "fmr": 1e-3}
+    figure = plot.quality_filtered_figure({"MagFace": curve, "ArcFace": dict(curve, fnmr=np.array([0.2, 0.2]))})
+    ax = figure.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["MagFace", "ArcFace"]
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [0.2, 0.1])
+    assert "FMR = 0.001" in ax.get_ylabel()
+    assert len(plot.save_figure(figure, tmp_path / "erc.png").read_bytes()) > 5_000

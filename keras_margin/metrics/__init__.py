@@ -1,7 +1,9 @@
-"""Evaluation: the verification protocol (k-fold accuracy, ROC, EER, TAR@FAR), retrieval, angle statistics."""
+"""Evaluation: the verification protocol (k-fold accuracy, ROC, EER, TAR@FAR), retrieval, angle statistics,
+face quality (MagFace's norm) and the error-versus-reject curve."""
 
 from keras_margin.metrics.angles import inter_class_angle, intra_class_angle
 from keras_margin.metrics.embeddings import flip_embeddings
+from keras_margin.metrics.quality import embedding_quality, quality_filtered_verification
 from keras_margin.metrics.retrieval import retrieval_report
 from keras_margin.metrics.target_angle import TargetAngle
 from keras_margin.metrics.verification import (
@@ -16,11 +18,13 @@ from keras_margin.metrics.verification import (
 __all__ = [
     "TargetAngle",
     "best_threshold",
+    "embedding_quality",
     "flip_embeddings",
     "equal_error_rate",
     "inter_class_angle",
     "intra_class_angle",
     "pair_scores",
+    "quality_filtered_verification",
     "retrieval_report",
     "roc",
     "tar_at_far",
