@@ -25,9 +25,11 @@ import sys
 import time
 
 PARTS = ("floor", "arcface", "cosface", "combined", "sphereface", "lsoftmax", "arcface_subcenters",
-         "arcface_adaptive", "contrastive", "triplet_semi_hard", "triplet_batch_hard")
+         "arcface_adaptive", "curricularface", "magface", "adaface", "elasticface_arc_plus", "elasticface_cos",
+         "contrastive", "triplet_semi_hard", "triplet_batch_hard")
 METRIC_LOSSES = ("contrastive", "triplet_semi_hard", "triplet_batch_hard")
-PARTIAL_FC_PARTS = ("arcface", "cosface", "combined", "arcface_subcenters", "arcface_adaptive")
+PARTIAL_FC_PARTS = ("arcface", "cosface", "combined", "arcface_subcenters", "arcface_adaptive", "curricularface",
+                    "magface", "adaface", "elasticface_arc_plus", "elasticface_cos")
 
 
 def build(part, batch, dim, classes, jit, sample_rate=1.0):
@@ -56,6 +58,12 @@ def build(part, batch, dim, classes, jit, sample_rate=1.0):
         "lsoftmax": lambda: keras_margin.LargeMarginHead(classes),
         "arcface_subcenters": lambda: keras_margin.ArcMarginHead(classes // 3, num_subcenters=3, **partial),
         "arcface_adaptive": lambda: keras_margin.ArcMarginHead(classes, scale="adaptive", **partial),
+        "curricularface": lambda: keras_margin.CurricularFaceHead(classes, **partial),
+        "magface": lambda: keras_margin.MagFaceHead(classes, **partial),
+        "adaface": lambda: keras_margin.AdaFaceHead(classes, **partial),
+        "elasticface_arc_plus": lambda: keras_margin.ElasticArcMarginHead(classes, sorted_margins=True,
+                                                                         margin_std=0.0175, seed=0, **partial),
+        "elasticface_cos": lambda: keras_margin.ElasticCosMarginHead(classes, seed=0, **partial),
     }[part]()
     labels = keras.Input((), dtype="int32", name="labels")
     if part == "floor":

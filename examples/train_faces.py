@@ -53,7 +53,8 @@ import tensorflow_datasets as tfds  # noqa: E402
 import keras_margin  # noqa: E402
 from keras_margin import data, metrics  # noqa: E402
 
-HEADS = ("arcface", "cosface", "combined", "sphereface", "lsoftmax", "softmax")
+HEADS = ("arcface", "cosface", "combined", "sphereface", "lsoftmax", "curricularface", "magface", "adaface",
+         "elasticface-arc", "elasticface-cos", "softmax")
 BACKBONES = ("small", "iresnet18", "iresnet50", "mobilefacenet")
 
 
@@ -62,12 +63,14 @@ def make_head(name, num_classes, args):
     if name == "softmax":
         return keras.layers.Dense(num_classes, name="softmax")
     options = {}
-    if name in ("arcface", "cosface", "combined"):
+    if name not in ("sphereface", "lsoftmax"):
         if args.scale is not None:
             options["scale"] = args.scale
         if args.margin_warmup_steps is not None:
             options["margin_warmup_steps"] = args.margin_warmup_steps
-    if args.margin is not None:
+    if name.startswith("elasticface"):
+        options["seed"] = args.seed
+    if args.margin is not None and name != "magface":
         options["margin"] = int(args.margin) if name in ("sphereface", "lsoftmax") else args.margin
     if name == "combined":
         options.update(m1=1.0, m2=options.pop("margin", 0.3), m3=0.2)  # insightface's combined setting
@@ -77,6 +80,11 @@ def make_head(name, num_classes, args):
         "combined": keras_margin.CombinedMarginHead,
         "sphereface": keras_margin.SphereMarginHead,
         "lsoftmax": keras_margin.LargeMarginHead,
+        "curricularface": keras_margin.CurricularFaceHead,
+        "magface": keras_margin.MagFaceHead,
+        "adaface": keras_margin.AdaFaceHead,
+        "elasticface-arc": keras_margin.ElasticArcMarginHead,
+        "elasticface-cos": keras_margin.ElasticCosMarginHead,
     }[name]
     return layer(num_classes, **options)
 
@@ -101,10 +109,11 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="train", help="tfds split to use (tfds names only)")
     parser.add_argument("--head", choices=sorted(HEADS), default="arcface")
     parser.add_argument("--scale", type=scale_argument, default=None,
-                        help="s of arcface / cosface / combined: a number, auto or adaptive (default: the head's)")
-    parser.add_argument("--margin", type=float, default=None, help="the head's margin (default: the head's)")
+                        help="s of the normalized heads: a number, auto or adaptive (default: the head's)")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="the head's margin (default: the head's; magface: its margin range is kept)")
     parser.add_argument("--margin-warmup-steps", type=int, default=None,
-                        help="arcface / cosface / combined: steps over which the margin ramps up (default: the head's)")
+                        help="the normalized heads: steps over which the margin ramps up (default: the head's)")
     parser.add_argument("--center-loss", action="store_true", help="add a CenterLossLayer on the embeddings")
     parser.add_argument("--center-loss-weight", type=float, default=0.01)
     parser.add_argument("--triplet", action="store_true", help="train with TripletLoss on P×K batches, no head")

@@ -1,6 +1,7 @@
 """keras_margin: Keras 3 layers and losses for deep face recognition.
 
-The margin heads (ArcFace, CosFace, SphereFace, L-Softmax, combined) live in
+The margin heads (ArcFace, CosFace, SphereFace, L-Softmax, combined, and the
+adaptive CurricularFace, MagFace, AdaFace and ElasticFace) live in
 `keras_margin.layers` and are re-exported here; their math is in
 `keras_margin.margins`. Metric losses (contrastive, triplet) are in
 `keras_margin.losses`, face backbones (IResNet, MobileFaceNet) in
@@ -17,21 +18,31 @@ __version__ = "0.1.0"
 
 from keras_margin import backbones, distances, layers, losses, margins
 from keras_margin.layers import (
+    AdaFaceHead,
     ArcMarginHead,
     CenterLossLayer,
     CombinedMarginHead,
     CosMarginHead,
+    CurricularFaceHead,
+    ElasticArcMarginHead,
+    ElasticCosMarginHead,
     LargeMarginHead,
+    MagFaceHead,
     NormalizedDense,
     SphereMarginHead,
 )
 
 __all__ = [
+    "AdaFaceHead",
     "ArcMarginHead",
     "CenterLossLayer",
     "CombinedMarginHead",
     "CosMarginHead",
+    "CurricularFaceHead",
+    "ElasticArcMarginHead",
+    "ElasticCosMarginHead",
     "LargeMarginHead",
+    "MagFaceHead",
     "NormalizedDense",
     "SphereMarginHead",
     "backbones",

@@ -392,3 +392,88 @@ def linear_warmup(step, warmup_steps):
     if warmup_steps == 0:
         return ops.ones((), "float32")
     return ops.minimum(1.0, ops.cast(step, "float32") / float(warmup_steps))
+
+
+# The heads that adapt the margin to the sample -------------------------------
+
+
+def curricular_modulation(cos, threshold, t):
+    """CurricularFace's non-target logits (Huang et al., CVPR 2020, eq. 7).
+
+    A cosine above its row's `threshold` cos(θ_y + m) (a hard negative)
+    becomes `cos · (t + cos)`, the others stay.
+
+    Args:
+        cos: float32 `(batch, classes)`.
+        threshold: float32 `(batch,)`, cos(θ_y + m) of each row.
+        t: float32 scalar, the running mean of the target cosine, treated
+            as a constant.
+
+    Returns:
+        float32 `(batch, classes)`.
+    """
+    return ops.where(cos > ops.expand_dims(threshold, -1), cos * (t + cos), cos)
+
+
+def magface_margin(norms, lower_norm, upper_norm, lower_margin, upper_margin):
+    """MagFace's margin m(a), linear in the clipped norm a ∈ [l_a, u_a] (Meng et al., CVPR 2021).
+
+    `m(a) = (u_m − l_m) / (u_a − l_a) · (a − l_a) + l_m` with
+    `a = clip(‖x‖, l_a, u_a)`; float32, the shape of `norms`.
+    """
+    a = ops.clip(ops.cast(norms, "float32"), lower_norm, upper_norm)
+    return (upper_margin - lower_margin) / (upper_norm - lower_norm) * (a - lower_norm) + lower_margin
+
+
+def magface_regularizer(norms, lower_norm, upper_norm):
+    """MagFace's g(a) = 1/a + a/u_a² of the clipped norm, per example."""
+    a = ops.clip(ops.cast(norms, "float32"), lower_norm, upper_norm)
+    return 1.0 / a + a / upper_norm**2
+
+
+def magface_minimum_lambda(scale, lower_norm, upper_norm, lower_margin, upper_margin):
+    """The smallest λ_g for which MagFace's loss has a unique optimum in a (its Theorem):
+    s·k·u_a²·l_a² / (u_a² − l_a²), k = (u_m − l_m) / (u_a − l_a)."""
+    k = (upper_margin - lower_margin) / (upper_norm - lower_norm)
+    return scale * k * upper_norm**2 * lower_norm**2 / (upper_norm**2 - lower_norm**2)
+
+
+#: AdaFace clamps cosines to ±(1 − ADAFACE_EPSILON) and the angle to
+#: [ADAFACE_EPSILON, π − ADAFACE_EPSILON].
+ADAFACE_EPSILON = 1e-3
+
+
+def adaface_norm_scaler(norms, mean, std, h):
+    """AdaFace's ẑ = clip(h · (n − μ) / (σ + ε), −1, 1), ε = 1e-3 (Kim et al., CVPR 2022, eq. 13)."""
+    return ops.clip(h * (norms - mean) / (std + ADAFACE_EPSILON), -1.0, 1.0)
+
+
+def adaface_target(cos, margin, norm_scaler):
+    """AdaFace's target cosine cos(clip(θ − m·ẑ, ε, π − ε)) − (m + m·ẑ).
+
+    `cos` must already be clamped to ±(1 − ε), so arccos has a finite
+    gradient; `margin · norm_scaler` is used as given (the head passes ẑ
+    without gradient).
+    """
+    theta = ops.arccos(cos)
+    angle = ops.clip(theta - margin * norm_scaler, ADAFACE_EPSILON, math.pi - ADAFACE_EPSILON)
+    return ops.cos(angle) - (margin + margin * norm_scaler)
+
+
+def rank_matched(values, keys):
+    """`values` reordered so the largest goes where `keys` is smallest, `(n,)`.
+
+    The i-th smallest key gets the i-th largest value: ElasticFace+'s rule
+    (a larger margin for a sample whose target cosine is smaller). Without
+    gradient through the ordering.
+    """
+    key_rank = ops.argsort(ops.argsort(ops.stop_gradient(keys)))  # 0 for the smallest key
+    descending = ops.flip(ops.sort(values), axis=0)
+    return ops.take(descending, key_rank)
+
+
+def unbiased_std(values):
+    """The sample standard deviation of a 1-D tensor, with n − 1 in the denominator."""
+    n = ops.cast(ops.shape(values)[0], "float32")
+    mean = ops.mean(values)
+    return ops.sqrt(ops.sum(ops.square(values - mean)) / (n - 1.0))

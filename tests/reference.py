@@ -109,6 +109,73 @@ def large_logits(x, kernel, labels, margin, lam):
     return _replace_target(plain, labels, target)
 
 
+# --- the adaptive heads: CurricularFace, MagFace, AdaFace, ElasticFace --------
+
+
+def curricular_logits(x, kernel, labels, scale, margin, t, num_subcenters=1):
+    """CurricularFace: target cos(θ_y + m) (insightface's rule past π − m); hard negatives c·(t + c)."""
+    cos = cosines(x, kernel, num_subcenters)
+    out = np.array(cos)
+    for i, y in enumerate(labels):
+        c_y = cos[i, y]
+        clamped = np.clip(c_y, -1 + CLAMP, 1 - CLAMP)
+        hard = np.cos(np.arccos(clamped) + margin) + (c_y - clamped)
+        for j in range(cos.shape[1]):
+            if j != y and cos[i, j] > hard:
+                out[i, j] = cos[i, j] * (t + cos[i, j])
+        out[i, y] = combined_target(c_y, 1.0, margin, 0.0, "insightface")
+    return scale * out
+
+
+def magface_margin(norm, lower_norm, upper_norm, lower_margin, upper_margin):
+    a = min(max(norm, lower_norm), upper_norm)
+    return (upper_margin - lower_margin) / (upper_norm - lower_norm) * (a - lower_norm) + lower_margin
+
+
+def magface_logits(x, kernel, labels, scale, lower_norm, upper_norm, lower_margin, upper_margin, easy_margin):
+    """MagFace: target cos(θ_y + m(a)), a the clipped norm; easy margin: only where cos θ_y > 0."""
+    cos = cosines(x, kernel)
+    out = np.array(cos)
+    for i, y in enumerate(labels):
+        m = magface_margin(np.linalg.norm(np.asarray(x[i], np.float64)), lower_norm, upper_norm, lower_margin,
+                           upper_margin)
+        out[i, y] = combined_target(cos[i, y], 1.0, m, 0.0, "easy" if easy_margin else "insightface")
+    return scale * out
+
+
+def magface_regularizer(x, lower_norm, upper_norm, lambda_g):
+    """λ_g · mean over the batch of 1/a + a/u_a²."""
+    values = []
+    for row in np.asarray(x, np.float64):
+        a = min(max(np.linalg.norm(row), lower_norm), upper_norm)
+        values.append(1 / a + a / upper_norm**2)
+    return lambda_g * np.mean(values)
+
+
+class AdaFaceReference:
+    """AdaFace with its running norm statistics (official values: start 20 / 100, rate 0.01)."""
+
+    EPS = 1e-3
+
+    def __init__(self, scale, margin, h, momentum):
+        self.scale, self.margin, self.h, self.momentum = scale, margin, h, momentum
+        self.mean, self.std = 20.0, 100.0
+
+    def logits(self, x, kernel, labels, training):
+        cos = np.clip(cosines(x, kernel), -1 + self.EPS, 1 - self.EPS)
+        norms = np.clip(np.linalg.norm(np.asarray(x, np.float64), axis=1), 0.001, 100)
+        if training:
+            rate = 1 - self.momentum
+            self.mean = rate * norms.mean() + self.momentum * self.mean
+            self.std = rate * norms.std(ddof=1) + self.momentum * self.std
+        out = np.array(cos)
+        for i, y in enumerate(labels):
+            z = np.clip(self.h * (norms[i] - self.mean) / (self.std + self.EPS), -1, 1)
+            angle = np.clip(np.arccos(cos[i, y]) - self.margin * z, self.EPS, np.pi - self.EPS)
+            out[i, y] = np.cos(angle) - (self.margin + self.margin * z)
+        return self.scale * out
+
+
 def rotate_towards(w, theta, rng):
     """A unit vector at angle θ from the unit direction of w."""
     w = w / np.linalg.norm(w)

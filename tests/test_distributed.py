@@ -16,7 +16,7 @@ import pytest
 
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "mirrored_training.py"
 PARTS = ["center_loss", "normalized_dense", "arc", "cos", "combined", "sphere", "large", "arc_subcenters",
-         "arc_adaptive_warmup", "arc_partial_fc", "contrastive", "triplet_semi_hard", "triplet_batch_hard", "triplet_batch_all"]
+         "arc_adaptive_warmup", "arc_partial_fc", "curricular", "adaface", "magface", "contrastive", "triplet_semi_hard", "triplet_batch_hard", "triplet_batch_all"]
 
 
 @pytest.fixture(scope="module")

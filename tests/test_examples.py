@@ -165,11 +165,34 @@ def test_train_faces_recipe_on_fold_pairs_with_a_backbone(tmp_path):
         "train_faces.py", "--data", str(root / "aligned"), "--data-dir", str(tmp_path / "tfds"),
         "--pairs-csv", str(root / "pairs.csv"), "--train-folds", "0-1", "--test-folds", "2",
         "--backbone", "mobilefacenet", "--optimizer", "sgd", "--mixed-precision", "--smoke", "--batch-size", "8",
-        "--output-dir", str(tmp_path / "out"),
+        "--head", "adaface", "--curves", "--output-dir", str(tmp_path / "out"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
+    history = report["history"]
+    assert history["val_test_pairs_accuracy"] == [report["verification"]["accuracy"]]  # one epoch: the same pairs
+    for kind in ("target", "nontarget", "genuine", "impostor"):
+        assert history[f"angle_{kind}_p10"][0] <= history[f"angle_{kind}_p50"][0] <= history[f"angle_{kind}_p90"][0]
     assert report["training_identities"] == 6  # identities of folds 0 and 1
     assert report["verification"]["num_pairs"] == 10  # the pairs of fold 2
     assert report["args"]["learning_rate"] == 0.1 * 8 / 512 and report["args"]["weight_decay"] == 5e-4
     assert report["saved_model_max_abs_difference"] < 1e-4
+
+
+def test_train_faces_builds_every_head_it_offers():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_faces", ROOT / "examples" / "train_faces.py")
+    train_faces = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_faces)
+    for name in train_faces.HEADS:
+        margin = ["--margin", "4"] if name in ("sphereface", "lsoftmax") else ["--margin", "0.3"]
+        args = train_faces.parse_args(["--data", "unused", "--head", name, "--scale", "auto", *margin])
+        head = train_faces.make_head(name, 20, args)
+        if name == "softmax":
+            continue
+        config = head.get_config()
+        if "scale" in config:
+            assert config["scale"] == "auto", name
+        if name not in ("magface", "combined", "sphereface", "lsoftmax"):
+            assert config["margin"] == 0.3, name

@@ -7,8 +7,10 @@ class weight. Margins are drawn from each head's valid range. Checked:
 - all logits finite;
 - the margin never increases the target logit above the plain one (for every
   ArcFace / combined fallback that promises it: all but `"none"`);
-- the non-target logits equal the plain logits, and the plain logits equal
-  s·cos θ (or ‖x‖·cos θ, Wᵀx) from a float64 NumPy reference.
+- the non-target logits equal the plain logits (AdaFace: clamped to
+  ±s·(1 − 1e-3); CurricularFace: or the hard-negative value s·c·(t + c)),
+  and the plain logits equal s·cos θ (or ‖x‖·cos θ, Wᵀx) from a float64
+  NumPy reference.
 """
 
 import math
@@ -41,6 +43,19 @@ HEADS = {
                st.fixed_dictionaries({"margin": st.integers(1, 6), "lambda_base": lambdas, "lambda_min": st.just(0.0)})),
     "large": (keras_margin.LargeMarginHead,
               st.fixed_dictionaries({"margin": st.integers(1, 6), "lambda_base": lambdas, "lambda_min": st.just(0.0)})),
+    "curricular": (keras_margin.CurricularFaceHead, st.fixed_dictionaries({
+        "scale": scales, "margin": angular_margins, "momentum": st.floats(0.0, 0.99)})),
+    "magface": (keras_margin.MagFaceHead, st.fixed_dictionaries({
+        "scale": st.floats(1.0, 8.0), "lower_margin": st.floats(0.0, 1.0), "upper_margin": st.floats(1.0, 3.0),
+        "lambda_g": st.just(100.0), "easy_margin": st.booleans()})),
+    "adaface": (keras_margin.AdaFaceHead, st.fixed_dictionaries({
+        "scale": scales, "margin": st.floats(0.0, 1.0), "h": st.floats(0.01, 3.0), "momentum": st.floats(0.0, 0.99)})),
+    "elastic_arc": (keras_margin.ElasticArcMarginHead, st.fixed_dictionaries({
+        "scale": scales, "margin": angular_margins, "margin_std": st.floats(0.0, 1.0), "sorted_margins": st.booleans(),
+        "fallback": fallbacks, "seed": st.integers(0, 100)})),
+    "elastic_cos": (keras_margin.ElasticCosMarginHead, st.fixed_dictionaries({
+        "scale": scales, "margin": st.floats(0.0, 2.0), "margin_std": st.floats(0.0, 1.0),
+        "sorted_margins": st.booleans(), "seed": st.integers(0, 100)})),
 }
 
 row_kinds = st.sampled_from(["normal", "zero", "huge", "tiny", "duplicate", "aligned", "opposite"])
@@ -101,12 +116,23 @@ def test_head_properties(name):
 
         rows = np.arange(BATCH)
         target_margin, target_plain = margin_logits[rows, labels], plain[rows, labels]
+        if isinstance(head, keras_margin.AdaFaceHead):  # its clamp lifts cos = −1 to −(1 − 1e-3), as officially
+            target_plain = head.scale * np.clip(target_plain / head.scale, -1 + 1e-3, 1 - 1e-3)
         slack = 1e-5 * np.maximum(1.0, np.abs(target_plain))
         assert (target_margin <= target_plain + slack).all(), (kinds, target_margin, target_plain)
 
         others = np.ones_like(plain, dtype=bool)
         others[rows, labels] = False
-        np.testing.assert_array_equal(margin_logits[others], plain[others])
+        expected_others = plain
+        if isinstance(head, keras_margin.AdaFaceHead):  # every cosine clamped to ±(1 − 1e-3)
+            expected_others = head.scale * np.clip(plain / head.scale, -1 + 1e-3, 1 - 1e-3)
+        if isinstance(head, keras_margin.CurricularFaceHead):  # hard negatives c·(t + c), the others c
+            c, t = plain / head.scale, float(head.t)
+            modulated = head.scale * c * (t + c)
+            hard = ~np.isclose(margin_logits, plain, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(margin_logits[others & hard], modulated[others & hard], rtol=1e-5, atol=1e-5)
+            others &= ~hard
+        np.testing.assert_allclose(margin_logits[others], expected_others[others], rtol=1e-6, atol=1e-6)
 
         well_defined = np.linalg.norm(x.astype(np.float64), axis=1) > 1e-20  # not zero, not tiny
         expected = plain_reference(head, x, kernel)

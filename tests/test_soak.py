@@ -29,6 +29,11 @@ HEADS = {
     "sphere": lambda: layers.SphereMarginHead(NUM_CLASSES, margin=4),
     "large": lambda: layers.LargeMarginHead(NUM_CLASSES, margin=4),
     "normalized_dense": lambda: layers.NormalizedDense(NUM_CLASSES, scale=64.0),
+    "curricular": lambda: layers.CurricularFaceHead(NUM_CLASSES, scale=64.0, margin=0.5),
+    "magface": lambda: layers.MagFaceHead(NUM_CLASSES, scale=64.0, lower_norm=1.0, upper_norm=20.0, lambda_g=20.0),
+    "adaface": lambda: layers.AdaFaceHead(NUM_CLASSES, scale=64.0, margin=0.4),
+    "elastic_arc_plus": lambda: layers.ElasticArcMarginHead(NUM_CLASSES, scale=64.0, sorted_margins=True, seed=0),
+    "elastic_cos": lambda: layers.ElasticCosMarginHead(NUM_CLASSES, scale=64.0, margin_std=0.1, seed=0),
 }
 LOSSES = {
     "contrastive": lambda: losses.ContrastiveLoss(margin=2.0),

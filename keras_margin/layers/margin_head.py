@@ -107,6 +107,16 @@ def check_scale(scale, num_classes):
     return check_number("scale", scale, low=0.0, low_open=True)
 
 
+def check_fixed_scale(scale, num_classes, head_name):
+    """Validates the scale of a head whose margin math assumes a fixed s: a positive number or `"auto"`."""
+    if scale == "adaptive":
+        raise ValueError(
+            f"{head_name} takes a fixed scale: a positive number or \"auto\" (√2·ln(C − 1)). "
+            "Received: scale='adaptive'"
+        )
+    return check_scale(scale, num_classes)
+
+
 class ScaledCosineHead(MarginHead):
     """Base of the heads whose logits are `s · cos θ_j` with a target margin.
 
@@ -150,6 +160,8 @@ class ScaledCosineHead(MarginHead):
     """
 
     gradient = "exact"
+    uses_norms = False  # True: the margin depends on ‖x‖ (`target_with_margin` gets the norms)
+    fixed_target_margin = True  # False: training logits are not margin_target(cos θ_y) (drawn or norm-set margins)
 
     def __init__(self, num_classes, scale=16.0, margin_warmup_steps=0, sample_rate=1.0, seed=None, **kwargs):
         super().__init__(num_classes, **kwargs)
@@ -249,18 +261,31 @@ class ScaledCosineHead(MarginHead):
         partial_fc = self.sample_rate < 1.0
         if partial_fc and training:
             return self._add_cross_entropy(*self._sampled_call(embeddings, labels))
-        logits = self._margin_logits(self.cosines(embeddings), labels, training)
+        logits = self._margin_logits(self.cosines(embeddings), labels, training, norms=self._norms(embeddings))
         if partial_fc:
             self._add_cross_entropy(logits, labels)
         return logits
 
-    def _margin_logits(self, cos, labels, training, non_target_weight=1.0):
+    def _norms(self, embeddings):
+        """‖x‖ `(batch,)` for heads whose margin depends on it (`uses_norms`), else None."""
+        return self.embedding_norms(embeddings)[:, 0] if self.uses_norms else None
+
+    def target_with_margin(self, cos_target, factor, training, norms=None):
+        """The target cosine after the margin in this call, `(batch,)`.
+
+        `margin_target(cos_target, factor)` here; heads whose margin depends
+        on the call (a random draw, the embedding norms, running statistics)
+        override this. `norms` is `‖x‖` per row when `uses_norms` is set.
+        """
+        return self.margin_target(cos_target, factor)
+
+    def _margin_logits(self, cos, labels, training, non_target_weight=1.0, norms=None):
         """`s · cos θ_j` with the margin on each row's target column (`labels` index the columns of `cos`)."""
         scale = self._scale_for_step(cos, labels, training, non_target_weight)
         factor = self._factor_for_step(training)
         self._track(scale, factor)
         cos_target = margins.target_values(cos, labels)
-        shift = self.margin_target(cos_target, factor) - cos_target
+        shift = self.target_with_margin(cos_target, factor, training, norms) - cos_target
         if self.gradient == "detached":
             shift = ops.stop_gradient(shift)
         return margins.shift_target(cos, labels, shift, scale)
@@ -280,7 +305,8 @@ class ScaledCosineHead(MarginHead):
         cos = margins.cosine_similarity(embeddings, rows, self.compute_dtype, kernel_layout="rows")
         cos = margins.max_over_subcenters(cos, self.num_subcenters)
         sampled_labels = ops.take(positions, labels)
-        logits = self._margin_logits(cos, sampled_labels, True, (self.num_classes - 1) / (k - 1))
+        logits = self._margin_logits(cos, sampled_labels, True, (self.num_classes - 1) / (k - 1),
+                                     norms=self._norms(embeddings))
         return logits, sampled_labels
 
     def _add_cross_entropy(self, logits, labels):

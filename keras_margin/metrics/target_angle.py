@@ -52,6 +52,12 @@ class TargetAngle(keras.metrics.Metric):
                 "whose logits carry the embedding norm (SphereMarginHead, LargeMarginHead) cannot be "
                 "inverted to angles"
             )
+        if isinstance(head, ScaledCosineHead) and not head.fixed_target_margin:
+            raise ValueError(
+                f"`head` is a {type(head).__name__}, whose target logit depends on more than cos θ_y (a drawn or "
+                "norm-dependent margin), so its logits cannot be inverted to angles; use "
+                "keras_margin.callbacks.AngleStatistics or metrics.intra_class_angle instead"
+            )
         if head is None and scale is None:
             raise ValueError("Pass `head`, or `scale` for plain scaled-cosine logits.")
         if head is not None and scale is not None:

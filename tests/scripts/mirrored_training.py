@@ -45,6 +45,11 @@ HEADS = {
                                                    kernel_initializer=keras.initializers.Constant(W1.T)),
     "arc_adaptive_warmup": lambda: layers.ArcMarginHead(NUM_CLASSES, scale="adaptive", margin_warmup_steps=6,
                                                         kernel_initializer=kernel),
+    # running statistics from the global batch: t, and the norms' mean and unbiased std
+    "curricular": lambda: layers.CurricularFaceHead(NUM_CLASSES, scale=8.0, momentum=0.5, kernel_initializer=kernel),
+    "adaface": lambda: layers.AdaFaceHead(NUM_CLASSES, scale=8.0, momentum=0.5, kernel_initializer=kernel),
+    "magface": lambda: layers.MagFaceHead(NUM_CLASSES, scale=8.0, lower_norm=0.5, upper_norm=5.0, lambda_g=1.0,
+                                          kernel_initializer=kernel),
 }
 LOSSES = {
     "contrastive": lambda: losses.ContrastiveLoss(margin=2.0),

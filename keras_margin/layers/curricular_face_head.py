@@ -1,0 +1,102 @@
+"""`CurricularFaceHead`: ArcFace's target with hard negatives weighted by training progress (CurricularFace)."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_margin import margins
+from keras_margin._distribute import cross_replica_concat
+from keras_margin._validation import check_number
+from keras_margin.layers.margin_head import ScaledCosineHead, check_fixed_scale
+
+
+@keras.saving.register_keras_serializable(package="keras_margin")
+class CurricularFaceHead(ScaledCosineHead):
+    """CurricularFace head (Huang et al., CVPR 2020).
+
+    The target logit is ArcFace's `s · cos(θ_y + m)`, with insightface's rule
+    `s · (cos θ_y − m·sin m)` where cos θ_y ≤ cos(π − m). A non-target
+    cosine above cos(θ_y + m) is a hard negative and becomes
+    `s · cos θ_j · (t + cos θ_j)`; the others stay `s · cos θ_j`. `t`, the
+    running mean of the target cosine, starts at 0, so early in training
+    hard negatives count less than in ArcFace (easy samples first), and as
+    `t` grows towards 1 they count more.
+
+    Each training call first updates
+    `t ← momentum · t + (1 − momentum) · mean_batch(cos θ_y)` (the mean over
+    the global batch under `tf.distribute`), then uses it; `t` carries no
+    gradient. Evaluation calls use the stored `t`. As in the official code,
+    whether a negative is hard is decided with the raw cos(θ_y + m), also
+    where the target uses the fallback.
+
+    Args:
+        num_classes: integer ≥ 2, the number of identities.
+        scale: `s`, a positive float or `"auto"` (√2·ln(C − 1)); default 64
+            (the paper's).
+        margin: additive angular margin `m` in radians, in [0, π) (0.5).
+        momentum: of the running mean `t`, in [0, 1) (0.99: the official
+            update rate 0.01).
+        margin_warmup_steps, sample_rate, seed, num_subcenters,
+        kernel_initializer, kernel_regularizer, kernel_constraint: as in
+            `ArcMarginHead` (Partial FC: the hard negatives are sought among
+            the sampled classes).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`, not normalized.
+        labels: optional integer class ids `(batch,)`; without them the
+            head returns the plain scaled cosines.
+        training: whether to update `t`.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
+    Weights:
+        `kernel` `(dim, num_classes · num_subcenters)`; non-trainable float32
+        `t` () and `margin_factor` ().
+
+    Example:
+
+    >>> head = CurricularFaceHead(1000)
+    >>> logits = head(embeddings, labels=labels, training=True)   # for sparse CE from logits
+    >>> float(head.t)   # the running mean of the target cosine
+    """
+
+    def __init__(self, num_classes, scale=64.0, margin=0.5, momentum=0.99, margin_warmup_steps=0, **kwargs):
+        super().__init__(num_classes, scale=check_fixed_scale(scale, num_classes, type(self).__name__),
+                         margin_warmup_steps=margin_warmup_steps, **kwargs)
+        self.margin = check_number("margin", margin, low=0.0, high=math.pi, high_open=True)
+        self.momentum = check_number("momentum", momentum, low=0.0, high=1.0, high_open=True)
+
+    def build(self, embeddings_shape):
+        super().build(embeddings_shape)
+        self.t = self.add_weight(name="t", shape=(), initializer="zeros", trainable=False, autocast=False,
+                                 aggregation="mean")
+
+    def margin_target(self, cos_target, factor=None):
+        return margins.additive_angular_margin(cos_target, self.margin * self._current_factor(factor), "insightface")
+
+    def _margin_logits(self, cos, labels, training, non_target_weight=1.0, norms=None):
+        scale = self._scale_for_step(cos, labels, training, non_target_weight)
+        factor = self._factor_for_step(training)
+        self._track(scale, factor)
+        cos_target = margins.target_values(cos, labels)
+        target = self.margin_target(cos_target, factor)
+        hard = ops.stop_gradient(margins.additive_angular_margin(cos_target, self.margin * factor, "none"))
+        t = ops.convert_to_tensor(self.t)
+        if training:
+            [targets] = cross_replica_concat([ops.stop_gradient(cos_target)])
+            t = self.momentum * t + (1.0 - self.momentum) * ops.mean(targets)
+            self.t.assign(t)
+        modulated = margins.curricular_modulation(cos, hard, ops.stop_gradient(t))
+        shift = target - margins.target_values(modulated, labels)
+        return margins.shift_target(modulated, labels, shift, scale)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin, "momentum": self.momentum})
+        return config

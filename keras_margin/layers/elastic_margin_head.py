@@ -1,0 +1,179 @@
+"""`ElasticArcMarginHead`, `ElasticCosMarginHead`: margins drawn from a normal distribution (ElasticFace)."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_margin import margins
+from keras_margin._validation import check_choice, check_number
+from keras_margin.layers.margin_head import ScaledCosineHead
+
+
+class ElasticMarginHead(ScaledCosineHead):
+    """Base of the ElasticFace heads: a margin per sample and training step from Normal(m, σ).
+
+    Subclasses implement `margin_at(cos_target, margin)` for a margin
+    tensor `(batch,)` (or a scalar).
+    """
+
+    fixed_target_margin = False
+
+    def __init__(self, num_classes, scale=64.0, margin=0.5, margin_std=0.05, sorted_margins=False, seed=None,
+                 margin_warmup_steps=0, **kwargs):
+        super().__init__(num_classes, scale=scale, margin_warmup_steps=margin_warmup_steps, seed=seed, **kwargs)
+        self.margin = self.check_margin(margin)
+        self.margin_std = check_number("margin_std", margin_std, low=0.0)
+        self.sorted_margins = bool(sorted_margins)
+        # a stream of its own, apart from the Partial FC class sampling's
+        self.margin_seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 1)
+
+    @staticmethod
+    def check_margin(margin):
+        raise NotImplementedError
+
+    def margin_at(self, cos_target, margin):
+        raise NotImplementedError(f"{type(self).__name__} must define margin_at(cos_target, margin)")
+
+    def margin_target(self, cos_target, factor=None):
+        """The target cosine at the mean margin m (evaluation calls)."""
+        return self.margin_at(cos_target, self.margin * self._current_factor(factor))
+
+    def target_with_margin(self, cos_target, factor, training, norms=None):
+        if not training:
+            return self.margin_target(cos_target, factor)
+        draws = self.margin + self.margin_std * keras.random.normal(
+            ops.shape(cos_target), seed=self.margin_seed_generator)
+        draws = ops.maximum(draws, 0.0)  # a negative draw would raise the target logit
+        if self.sorted_margins:
+            draws = margins.rank_matched(draws, cos_target)
+        return self.margin_at(cos_target, draws * self._current_factor(factor))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin, "margin_std": self.margin_std, "sorted_margins": self.sorted_margins})
+        return config
+
+
+_ELASTIC_DOC = """
+
+    Each training call draws one margin per sample from Normal(m, σ) (from
+    `seed`); evaluation calls use m. With `sorted_margins=True` (ElasticFace+)
+    the drawn margins are assigned by rank: the largest margin to the sample
+    whose target cosine is smallest, the smallest to the one whose target
+    cosine is largest. The official code gathers the sorted margins with the
+    sort permutation of the cosines instead, which does not pair ranks (it
+    applies the permutation twice); this head pairs them as the paper
+    describes. The paper's σ for "+" is smaller: 0.0175 (arc), 0.02 (cos).
+    Draws below 0 are raised to 0, so the margin never raises the target
+    logit (at the paper's m and σ that is a 10σ event). Under
+    `tf.distribute` each replica draws (and ranks) for its own part of
+    the batch, so N replicas are not the same random run as one device.
+"""
+
+
+@keras.saving.register_keras_serializable(package="keras_margin")
+class ElasticArcMarginHead(ElasticMarginHead):
+    """ElasticFace-Arc head (Boutros et al., CVPRW 2022): target `s · cos(θ_y + m_i)`, m_i ~ N(m, σ).
+    {elastic}
+    Beyond θ_y = π − m_i the official code uses the raw formula (which rises
+    again); this head takes `ArcMarginHead`'s `fallback` there, default
+    `"continuous"` (`"none"` is the official behaviour).
+
+    Args:
+        num_classes: integer ≥ 2, the number of identities.
+        scale: `s`: a positive float, `"auto"` or `"adaptive"`, as in
+            `ArcMarginHead`; default 64 (the paper's).
+        margin: the mean margin m in [0, π) (0.5).
+        margin_std: σ ≥ 0 (0.05; ElasticFace-Arc+: 0.0175).
+        sorted_margins: the "+" variant.
+        fallback: `"continuous"`, `"insightface"`, `"easy"` or `"none"`.
+        seed: seed of the margin draws (and of the Partial FC sampling).
+        margin_warmup_steps, sample_rate, num_subcenters, kernel_initializer,
+        kernel_regularizer, kernel_constraint: as in `ArcMarginHead`.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`, not normalized.
+        labels: optional integer class ids `(batch,)`.
+        training: whether to draw margins.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
+    Example:
+
+    >>> head = ElasticArcMarginHead(1000, sorted_margins=True, margin_std=0.0175, seed=0)
+    >>> logits = head(embeddings, labels=labels, training=True)
+    """
+
+    def __init__(self, num_classes, scale=64.0, margin=0.5, margin_std=0.05, sorted_margins=False,
+                 fallback="continuous", seed=None, **kwargs):
+        super().__init__(num_classes, scale=scale, margin=margin, margin_std=margin_std,
+                         sorted_margins=sorted_margins, seed=seed, **kwargs)
+        self.fallback = check_choice("fallback", fallback, margins.ARC_FALLBACKS)
+
+    @staticmethod
+    def check_margin(margin):
+        return check_number("margin", margin, low=0.0, high=math.pi, high_open=True)
+
+    def margin_at(self, cos_target, margin):
+        margin = ops.minimum(margin, math.pi - 1e-6)  # a draw past π is kept where the fallback is defined
+        return margins.additive_angular_margin(cos_target, margin, self.fallback)
+
+    def get_config(self):
+        config = super().get_config()
+        config["fallback"] = self.fallback
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_margin")
+class ElasticCosMarginHead(ElasticMarginHead):
+    """ElasticFace-Cos head (Boutros et al., CVPRW 2022): target `s · (cos θ_y − m_i)`, m_i ~ N(m, σ).
+    {elastic}
+    Args:
+        num_classes: integer ≥ 2, the number of identities.
+        scale: `s`: a positive float, `"auto"` or `"adaptive"`; default 64.
+        margin: the mean margin m in [0, 2] (0.35).
+        margin_std: σ ≥ 0 (0.05; ElasticFace-Cos+: 0.02).
+        sorted_margins: the "+" variant.
+        seed: seed of the margin draws (and of the Partial FC sampling).
+        margin_warmup_steps, sample_rate, num_subcenters, kernel_initializer,
+        kernel_regularizer, kernel_constraint: as in `CosMarginHead`.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`, not normalized.
+        labels: optional integer class ids `(batch,)`.
+        training: whether to draw margins.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
+    Example:
+
+    >>> head = ElasticCosMarginHead(1000, seed=0)
+    >>> logits = head(embeddings, labels=labels, training=True)
+    """
+
+    def __init__(self, num_classes, scale=64.0, margin=0.35, margin_std=0.05, sorted_margins=False, seed=None,
+                 **kwargs):
+        super().__init__(num_classes, scale=scale, margin=margin, margin_std=margin_std,
+                         sorted_margins=sorted_margins, seed=seed, **kwargs)
+
+    @staticmethod
+    def check_margin(margin):
+        return check_number("margin", margin, low=0.0, high=2.0)
+
+    def margin_at(self, cos_target, margin):
+        return margins.additive_cosine_margin(cos_target, margin)
+
+
+ElasticArcMarginHead.__doc__ = ElasticArcMarginHead.__doc__.format(elastic=_ELASTIC_DOC)
+ElasticCosMarginHead.__doc__ = ElasticCosMarginHead.__doc__.format(elastic=_ELASTIC_DOC)
