@@ -115,6 +115,18 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
+def median_over_rounds(results):
+    """One round's result as is; several: the median of each timing (peak memory: the largest)."""
+    if len(results) == 1 or any("error" in r for r in results):
+        return next((r for r in results if "error" in r), results[0])
+    import numpy as np
+
+    return {"median_ms": float(np.median([r["median_ms"] for r in results])),
+            "min_ms": float(np.min([r["min_ms"] for r in results])),
+            "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in results])),
+            "round_medians_ms": [r["median_ms"] for r in results]}
+
+
 def run_child(args, part, classes, jit):
     command = [sys.executable, __file__, "--child", part, str(classes), str(int(jit)),
                "--batch", str(args.batch), "--dim", str(args.dim), "--repeats", str(args.repeats),
@@ -134,6 +146,8 @@ def main():
     parser.add_argument("--jit", choices=("on", "off", "both"), default="both")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every part this many times, interleaved, and report the median")
     parser.add_argument("--sample-rate", type=float, default=1.0, help="Partial FC rate of the normalized heads")
     parser.add_argument("--json", default="bench_heads.json")
     parser.add_argument("--child", nargs=3, metavar=("PART", "CLASSES", "JIT"), help=argparse.SUPPRESS)
@@ -156,8 +170,14 @@ def main():
     for classes in args.classes:
         for jit in jits:
             floor = None
+            # --rounds > 1: every part runs once per round, in turn, and the median over rounds is kept,
+            # so a slow spell of the machine hits all parts alike
+            results = {part: [] for part in args.parts}
+            for _ in range(args.rounds):
+                for part in args.parts:
+                    results[part].append(run_child(args, part, classes, jit))
             for part in args.parts:
-                result = run_child(args, part, classes, jit)
+                result = median_over_rounds(results[part])
                 row = {"part": part, "classes": classes, "jit": jit, **result}
                 if part == "floor" and "median_ms" in result:
                     floor = result["median_ms"]
