@@ -69,7 +69,9 @@ def make_head(name, num_classes, args):
         if args.margin_warmup_steps is not None:
             options["margin_warmup_steps"] = args.margin_warmup_steps
     if name.startswith("elasticface"):
-        options["seed"] = args.seed
+        options.update(seed=args.seed, sorted_margins=args.sorted_margins)
+        if args.margin_std is not None:
+            options["margin_std"] = args.margin_std
     if args.margin is not None and name != "magface":
         options["margin"] = int(args.margin) if name in ("sphereface", "lsoftmax") else args.margin
     if name == "combined":
@@ -114,6 +116,10 @@ def parse_args(argv=None):
                         help="the head's margin (default: the head's; magface: its margin range is kept)")
     parser.add_argument("--margin-warmup-steps", type=int, default=None,
                         help="the normalized heads: steps over which the margin ramps up (default: the head's)")
+    parser.add_argument("--margin-std", type=float, default=None,
+                        help="elasticface-*: σ of the drawn margins (default: the head's, 0.05)")
+    parser.add_argument("--sorted-margins", action="store_true",
+                        help="elasticface-*: the '+' variant, the largest margin to the smallest target cosine")
     parser.add_argument("--center-loss", action="store_true", help="add a CenterLossLayer on the embeddings")
     parser.add_argument("--center-loss-weight", type=float, default=0.01)
     parser.add_argument("--triplet", action="store_true", help="train with TripletLoss on P×K batches, no head")

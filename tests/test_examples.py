@@ -187,7 +187,8 @@ def test_train_faces_builds_every_head_it_offers():
     spec.loader.exec_module(train_faces)
     for name in train_faces.HEADS:
         margin = ["--margin", "4"] if name in ("sphereface", "lsoftmax") else ["--margin", "0.3"]
-        args = train_faces.parse_args(["--data", "unused", "--head", name, "--scale", "auto", *margin])
+        args = train_faces.parse_args(["--data", "unused", "--head", name, "--scale", "auto", *margin,
+                                       "--margin-std", "0.02", "--sorted-margins"])
         head = train_faces.make_head(name, 20, args)
         if name == "softmax":
             continue
@@ -196,3 +197,5 @@ def test_train_faces_builds_every_head_it_offers():
             assert config["scale"] == "auto", name
         if name not in ("magface", "combined", "sphereface", "lsoftmax"):
             assert config["margin"] == 0.3, name
+        if name.startswith("elasticface"):
+            assert (config["margin_std"], config["sorted_margins"]) == (0.02, True)
