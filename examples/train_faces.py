@@ -137,6 +137,11 @@ def parse_args(argv=None):
                         help="default: 1e-3 for adam, 0.1 × batch / 512 for sgd")
     parser.add_argument("--weight-decay", type=float, default=None,
                         help="L2 weight decay on kernels (default: 5e-4 for sgd, 0 for adam)")
+    parser.add_argument("--head-weight-decay", type=float, default=None,
+                        help="L2 weight decay on the head's kernel (default: --weight-decay)")
+    parser.add_argument("--embedding-bn", choices=("affine", "fixed-scale", "none"), default="affine",
+                        help="--backbone small: the last layer, a BatchNormalization with learned scale and "
+                             "offset, one whose scale is fixed at 1 (as insightface's backbones), or none")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="sgd: epochs of linear learning-rate warm-up")
     parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                         help="XLA for the training step; auto: off for iresnet / mobilefacenet on a machine "
@@ -185,8 +190,12 @@ def load_identities(args):
     return data.from_tfds(args.data, split=args.split, data_dir=args.data_dir)
 
 
-def embedding_network(image_size, channels, dim):
-    """A small residual-free CNN in insightface's output style: ... → BN → dropout → FC → BN."""
+def embedding_network(image_size, channels, dim, embedding_bn="affine"):
+    """A small residual-free CNN in insightface's output style: ... → BN → dropout → FC → BN.
+
+    `embedding_bn`: the last BN learns scale and offset (`"affine"`), only the
+    offset (`"fixed-scale"`, insightface's), or is left out (`"none"`).
+    """
     images = keras.Input((image_size, image_size, channels), name="images")
     x = images
     for filters in (32, 64, 128):
@@ -199,14 +208,17 @@ def embedding_network(image_size, channels, dim):
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Dropout(0.2)(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(dim, use_bias=False)(x)
-    embeddings = keras.layers.BatchNormalization(name="embedding")(x)
+    if embedding_bn == "none":
+        embeddings = keras.layers.Dense(dim, name="embedding")(x)
+    else:
+        x = keras.layers.Dense(dim, use_bias=False)(x)
+        embeddings = keras.layers.BatchNormalization(scale=embedding_bn == "affine", name="embedding")(x)
     return keras.Model(images, embeddings, name="embedder")
 
 
 def make_backbone(args):
     if args.backbone == "small":
-        return embedding_network(args.image_size, args.channels, args.embedding_dim)
+        return embedding_network(args.image_size, args.channels, args.embedding_dim, args.embedding_bn)
     if args.channels != 3:
         raise SystemExit(f"--backbone {args.backbone} takes RGB images: use --channels 3")
     shape = (args.image_size, args.image_size, 3)
@@ -252,16 +264,22 @@ def make_optimizer(args, steps_per_epoch):
     return keras.optimizers.SGD(schedule, momentum=0.9, global_clipnorm=5.0)
 
 
-def add_weight_decay(model, weight_decay):
+def add_weight_decay(model, weight_decay, head=None, head_weight_decay=None):
     """PyTorch-style (coupled) L2 decay: weight_decay·w added to the gradient of every kernel.
 
     Kernels of convolutions, dense layers and the margin head get it; BN and
-    PReLU parameters do not, as in arcface_torch.
+    PReLU parameters do not, as in arcface_torch. `head_weight_decay`, when
+    given, replaces it for the kernel of `head`.
     """
-    if weight_decay:
-        for variable in model.trainable_variables:
-            if variable.path.endswith("kernel"):  # also depthwise_kernel
-                variable.regularizer = keras.regularizers.L2(weight_decay / 2)
+    head_variables = {id(v) for v in head.trainable_variables} if head is not None else set()
+    for variable in model.trainable_variables:
+        if not variable.path.endswith("kernel"):  # also depthwise_kernel
+            continue
+        decay = weight_decay
+        if id(variable) in head_variables and head_weight_decay is not None:
+            decay = head_weight_decay
+        if decay:
+            variable.regularizer = keras.regularizers.L2(decay / 2)
 
 
 def curve_callbacks(args, embedder, head, train_set, test_pairs):
@@ -313,7 +331,7 @@ def train(args, train_set, test_pairs=None):
     head = make_head(args.head, train_set.num_classes, args)
     logits = head(embeddings) if args.head == "softmax" else head(embeddings, labels=labels)
     model = keras.Model([images, labels], logits, name="train_model")
-    add_weight_decay(model, args.weight_decay)
+    add_weight_decay(model, args.weight_decay, head, args.head_weight_decay)
     if args.curves and test_pairs:
         callbacks += curve_callbacks(args, embedder, head, train_set, test_pairs)
     model.compile(

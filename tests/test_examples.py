@@ -179,12 +179,40 @@ def test_train_faces_recipe_on_fold_pairs_with_a_backbone(tmp_path):
     assert report["saved_model_max_abs_difference"] < 1e-4
 
 
-def test_train_faces_builds_every_head_it_offers():
+def load_train_faces():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("train_faces", ROOT / "examples" / "train_faces.py")
     train_faces = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_faces)
+    return train_faces
+
+
+def test_train_faces_weight_decay_and_embedding_bn_options():
+    import keras
+
+    import keras_margin
+
+    train_faces = load_train_faces()
+    embedder = train_faces.embedding_network(16, 1, 8, embedding_bn="fixed-scale")
+    bn = embedder.get_layer("embedding")
+    assert isinstance(bn, keras.layers.BatchNormalization) and not bn.scale and bn.center
+    assert isinstance(train_faces.embedding_network(16, 1, 8, "none").get_layer("embedding"), keras.layers.Dense)
+    images = keras.Input((16, 16, 1))
+    labels = keras.Input((), dtype="int32")
+    head = keras_margin.ArcMarginHead(4)
+    model = keras.Model([images, labels], head(embedder(images), labels=labels))
+    train_faces.add_weight_decay(model, 5e-4, head, head_weight_decay=0.0)
+    decayed = {v.path: v.regularizer.l2 for v in model.trainable_variables if v.regularizer is not None}
+    assert head.kernel.path not in decayed and head.kernel.regularizer is None
+    assert decayed and all(path.endswith("kernel") for path in decayed)
+    assert all(value == 2.5e-4 for value in decayed.values())  # L2(wd / 2): gradient wd·w, as in PyTorch
+    train_faces.add_weight_decay(model, 5e-4, head, head_weight_decay=1e-3)
+    assert head.kernel.regularizer.l2 == 5e-4
+
+
+def test_train_faces_builds_every_head_it_offers():
+    train_faces = load_train_faces()
     for name in train_faces.HEADS:
         margin = ["--margin", "4"] if name in ("sphereface", "lsoftmax") else ["--margin", "0.3"]
         args = train_faces.parse_args(["--data", "unused", "--head", name, "--scale", "auto", *margin,
