@@ -13,6 +13,8 @@
   training sets, read by random access; `pairs_from_bin` / `write_pairs_bin`:
   its `.bin` verification sets. No MXNet needed.
 - `face_preprocessing` and its parts: crop / resize, [-1, 1], random flips.
+- `keras_margin.data.align`: photos → aligned crops (MTCNN landmarks, the
+  ArcFace template, `align_face`, `align_folder`; extra `[align]`).
 """
 
 from keras_margin.data.folder_builder import IdentityFolder
