@@ -3,6 +3,7 @@ face quality (MagFace's norm) and the error-versus-reject curve."""
 
 from keras_margin.metrics.angles import inter_class_angle, intra_class_angle
 from keras_margin.metrics.embeddings import flip_embeddings
+from keras_margin.metrics.identification import identification_report
 from keras_margin.metrics.quality import embedding_quality, quality_filtered_verification
 from keras_margin.metrics.retrieval import retrieval_report
 from keras_margin.metrics.target_angle import TargetAngle
@@ -20,6 +21,7 @@ __all__ = [
     "best_threshold",
     "embedding_quality",
     "flip_embeddings",
+    "identification_report",
     "equal_error_rate",
     "inter_class_angle",
     "intra_class_angle",
