@@ -1,14 +1,19 @@
-"""Export the embedding network (or a closed-set classifier) of a trained model as a SavedModel.
+"""Export the embedding network (or a closed-set classifier) of a trained model.
 
-The SavedModel is plain TensorFlow: serving it needs neither keras_margin nor
-Keras (`tf.saved_model.load(path).serve(images)`), and Keras users can load it
-with `keras.layers.TFSMLayer(path, call_endpoint="serve")`.
+`export_embedding_model` writes one embedding function (normalization and the
+flip augmentation baked in) as a TensorFlow SavedModel, an ONNX file or a
+LiteRT (`.tflite`) file. None of them needs keras_margin or Keras to serve:
+`tf.saved_model.load(path).serve(images)` (Keras users can also load it with
+`keras.layers.TFSMLayer(path, call_endpoint="serve")`), `onnxruntime`, or the
+LiteRT / TFLite interpreter.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_margin._validation import check_choice
 from keras_margin.layers.center_loss_layer import CenterLossLayer
 from keras_margin.layers.margin_head import MarginHead
 from keras_margin.layers.normalized_dense import NormalizedDense
@@ -90,21 +95,40 @@ def classifier_model(model, embedding_layer=None):
     return keras.Model(images, head(embedder(images)), name="classifier")
 
 
-def export_embedding_model(model, path, normalize=True, flip=False, embedding_layer=None):
-    """Writes a SavedModel of the embedding network of `model`, with a `serve` signature.
+FORMATS = ("tf_saved_model", "onnx", "litert")
 
-    `serve` takes a float32 batch of images `(batch, height, width, channels)`
-    (the shape of the model's input) and returns `{"embeddings": ...}`,
-    float32 `(batch, dim)`. How the embedding is found is described in
-    `embedding_model`.
+
+def export_embedding_model(model, path, normalize=True, flip=False, embedding_layer=None, format="tf_saved_model"):
+    """Writes the embedding network of `model` as a SavedModel, an ONNX file or a LiteRT file.
+
+    Every format holds the same function: a float32 batch of images
+    `(batch, height, width, channels)` (the model's input shape, any batch
+    size) named `images`, to float32 embeddings `(batch, dim)` named
+    `embeddings`:
+
+    - `"tf_saved_model"`: a folder with a `serve` signature returning
+      `{"embeddings": ...}`;
+    - `"onnx"`: an ONNX file, through Keras' ONNX export (tf2onnx on the
+      TensorFlow backend: the `[onnx]` extra), input `images`, output
+      `embeddings`;
+    - `"litert"`: a `.tflite` flatbuffer with the signature
+      `serving_default` (input `images`, output `embeddings`).
+
+    How the embedding is found is described in `embedding_model`. A model
+    trained under a mixed-precision policy is exported from a float32 copy
+    with the same weights (Keras' ONNX export requires the float32 policy,
+    and the float32 function is the one every runtime runs exactly), so the
+    exported embedding equals the float32 evaluation of the trained weights,
+    and the mixed-precision model's own output to its precision.
 
     Args:
         model: the training model or an embedding network.
-        path: output folder.
+        path: output folder (SavedModel) or file (ONNX, LiteRT).
         normalize: L2-normalize the embeddings (compare them by dot product).
         flip: bake in the flip test-time augmentation: the embedding of an
             image plus that of its mirror image (then normalized if asked).
         embedding_layer: optional layer name or layer whose output is the embedding.
+        format: `"tf_saved_model"`, `"onnx"` or `"litert"`.
 
     Returns:
         The Keras embedding model that was exported.
@@ -114,7 +138,11 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     >>> export_embedding_model(train_model, "embedder", flip=True)
     >>> served = tf.saved_model.load("embedder")  # keep a reference while serving
     >>> embeddings = served.serve(images)["embeddings"]
+    >>> export_embedding_model(train_model, "embedder.onnx", format="onnx")
+    >>> session = onnxruntime.InferenceSession("embedder.onnx")
+    >>> embeddings = session.run(["embeddings"], {"images": images})[0]
     """
+    check_choice("format", format, FORMATS)
     embedder = embedding_model(model, embedding_layer)
 
     def embed(images):
@@ -127,8 +155,42 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
             )
         return {"embeddings": embeddings}
 
-    _write(embedder, embed, path)
+    if format == "tf_saved_model":
+        _write(embedder, embed, path)
+        return embedder
+    embedder = float32_copy(embedder)
+    images = keras.Input(embedder.inputs[0].shape[1:], name="images")
+    serving = keras.Model(images, embed(images), name="serving")
+    serving(np.zeros((1, *images.shape[1:]), "float32"))  # Keras exports only models that have been called
+    if format == "onnx":
+        try:
+            import tf2onnx  # noqa: F401
+        except ImportError as error:
+            raise ImportError('ONNX export needs tf2onnx: pip install "keras_margin[onnx]"') from error
+    serving.export(str(path), format=format, verbose=False)
     return embedder
+
+
+def float32_copy(model):
+    """`model` itself when every layer computes in float32, else a float32 copy with its weights."""
+    layers = [model, *model._flatten_layers(include_self=False)]
+    if all(layer.dtype_policy.name == "float32" for layer in layers):
+        return model
+    config = _float32_policies(keras.saving.serialize_keras_object(model))
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _float32_policies(config):
+    """The serialized `config` with every dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and "config" in config:
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
 
 
 def export_classifier(model, path, embedding_layer=None):

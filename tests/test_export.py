@@ -1,7 +1,9 @@
-"""SavedModel export of the embedding network and of a closed-set classifier.
+"""Export of the embedding network (SavedModel, ONNX, LiteRT) and of a closed-set classifier.
 
 Each export is served in a separate process that never imports keras_margin
-(tests/scripts/serve_savedmodel.py) and compared with the Keras model, with the
+(tests/scripts/serve_savedmodel.py: tf.saved_model.load and TFSMLayer) or
+neither keras_margin nor Keras (tests/scripts/serve_exported.py: onnxruntime,
+the LiteRT interpreter), and compared with the Keras model, with the
 normalization and flip written out in NumPy here.
 """
 
@@ -104,16 +106,80 @@ def test_embedding_search_errors_and_explicit_layer():
         export.classifier_model(keras.Model(images, embeddings))
 
 
-def test_tflite_conversion_matches(tmp_path, rng):
-    tf = pytest.importorskip("tensorflow")
-    if not hasattr(tf, "lite"):
-        pytest.skip("this TensorFlow has no tf.lite converter")
+RUNTIME_SCRIPT = pathlib.Path(__file__).parent / "scripts" / "serve_exported.py"
+
+
+def run_in_runtime(kind, path, images, tmp_path):
+    """Embeddings from the exported file in its own runtime, in a process without Keras."""
+    np.save(tmp_path / "images.npy", images)
+    result = subprocess.run(
+        [sys.executable, str(RUNTIME_SCRIPT), kind, str(path), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return np.load(tmp_path / "out.npy")
+
+
+def with_random_statistics(model, rng):
+    """Random BatchNormalization statistics, so inference differs from training-mode BN."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(size=layer.moving_mean.shape) * 0.1)
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, size=layer.moving_variance.shape))
+    return model
+
+
+EXPORTED_NETWORKS = {
+    "small_cnn": lambda: training_model()[0],
+    "iresnet18": lambda: keras_margin.backbones.iresnet(18, embedding_dim=32, input_shape=(32, 32, 3)),
+    "mobilefacenet": lambda: keras_margin.backbones.mobilefacenet(embedding_dim=32),
+}
+
+
+def keras_embeddings(model, images, flip=True):
+    embedder = export.embedding_model(model)
+    expected = embedder.predict(images, verbose=0)
+    if flip:
+        expected = expected + embedder.predict(images[:, :, ::-1], verbose=0)
+    return normalized(expected.astype(np.float64))
+
+
+@pytest.mark.parametrize("network", sorted(EXPORTED_NETWORKS))
+@pytest.mark.parametrize("file_format", ["onnx", "litert"])
+def test_onnx_and_litert_exports_equal_keras_in_their_runtimes(tmp_path, rng, network, file_format):
+    pytest.importorskip("tf2onnx" if file_format == "onnx" else "ai_edge_litert",
+                        reason=f"the [{file_format}] extra is not installed")
+    model = with_random_statistics(EXPORTED_NETWORKS[network](), rng)
+    shape = export.embedding_model(model).inputs[0].shape[1:]
+    images = rng.uniform(-1, 1, size=(3, *shape)).astype("float32")
+    path = tmp_path / f"embedder.{'onnx' if file_format == 'onnx' else 'tflite'}"
+    export.export_embedding_model(model, path, flip=True, format=file_format)
+    served = run_in_runtime(file_format, path, images, tmp_path)
+    assert served.shape == (3, export.embedding_model(model).output.shape[-1])
+    assert np.max(np.abs(served - keras_embeddings(model, images))) <= 1e-5
+
+
+@pytest.mark.parametrize("file_format", ["onnx", "litert"])
+def test_a_mixed_float16_model_exports_from_a_float32_copy(tmp_path, rng, file_format):
+    pytest.importorskip("tf2onnx" if file_format == "onnx" else "ai_edge_litert",
+                        reason=f"the [{file_format}] extra is not installed")
+    keras.config.set_dtype_policy("mixed_float16")
     model, _ = training_model()
-    export.export_embedding_model(model, tmp_path / "embedder")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "embedder"), signature_keys=["serve"])
-    interpreter = tf.lite.Interpreter(model_content=converter.convert())
-    runner = interpreter.get_signature_runner("serve")
-    images = rng.normal(size=(1, *IMAGE_SHAPE)).astype("float32")  # the converter fixes the batch at 1
-    served = runner(images=images)["embeddings"]
-    plain = keras.Model(model.inputs[0], model.get_layer("embedding").output)
-    assert np.max(np.abs(served - normalized(plain.predict(images, verbose=0)))) <= 1e-5
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(32, *IMAGE_SHAPE)).astype("float32")
+    y = rng.integers(0, 4, size=32)
+    model.fit([x, y], y, epochs=2, batch_size=8, verbose=0)
+    mixed = keras_embeddings(model, x[:5])
+    path = tmp_path / f"embedder.{'onnx' if file_format == 'onnx' else 'tflite'}"
+    export.export_embedding_model(model, path, flip=True, format=file_format)
+    keras.config.set_dtype_policy("float32")
+    twin, _ = training_model()  # the same network in float32, with the trained weights
+    twin.set_weights(model.get_weights())
+    served = run_in_runtime(file_format, path, x[:5], tmp_path)
+    assert np.max(np.abs(served - keras_embeddings(twin, x[:5]))) <= 1e-5
+    assert np.max(np.abs(served - mixed)) <= 5e-3  # the mixed model's own output, to float16 precision
+
+
+def test_unknown_export_format():
+    with pytest.raises(ValueError, match="format"):
+        export.export_embedding_model(training_model()[0], "out", format="coreml")
