@@ -8,6 +8,9 @@ LiteRT (`.tflite`) file. None of them needs keras_margin or Keras to serve:
 LiteRT / TFLite interpreter.
 """
 
+import json
+import pathlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -98,7 +101,23 @@ def classifier_model(model, embedding_layer=None):
 FORMATS = ("tf_saved_model", "onnx", "litert")
 
 
-def export_embedding_model(model, path, normalize=True, flip=False, embedding_layer=None, format="tf_saved_model"):
+METADATA_NAME = "keras_margin.json"
+
+
+def metadata_path(path):
+    """Where the export's metadata lives: `keras_margin.json` in a SavedModel folder, `<file>.json` beside a file."""
+    path = pathlib.Path(path)
+    return path / METADATA_NAME if path.is_dir() else path.with_name(path.name + ".json")
+
+
+def read_metadata(path):
+    """The metadata written with an export (a dict; empty when there is none)."""
+    location = metadata_path(path)
+    return json.loads(location.read_text()) if location.exists() else {}
+
+
+def export_embedding_model(model, path, normalize=True, flip=False, embedding_layer=None, format="tf_saved_model",
+                           threshold=None, metadata=None):
     """Writes the embedding network of `model` as a SavedModel, an ONNX file or a LiteRT file.
 
     Every format holds the same function: a float32 batch of images
@@ -129,6 +148,16 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
             image plus that of its mirror image (then normalized if asked).
         embedding_layer: optional layer name or layer whose output is the embedding.
         format: `"tf_saved_model"`, `"onnx"` or `"litert"`.
+        threshold: optional cosine-similarity threshold for same / different
+            (e.g. a `verification_report`'s `threshold`, measured with the
+            same `flip`), stored with the export for `python -m keras_margin
+            compare` / `identify`.
+        metadata: optional JSON-serializable dict stored with it too.
+
+    The metadata (the threshold, `normalize`, `flip`, the input shape and
+    the format, plus `metadata`) is written to `keras_margin.json` inside a
+    SavedModel folder, or to `<file>.json` beside an ONNX / LiteRT file;
+    `read_metadata(path)` reads it.
 
     Returns:
         The Keras embedding model that was exported.
@@ -155,8 +184,13 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
             )
         return {"embeddings": embeddings}
 
+    record = {**(metadata or {}), "format": format, "normalize": bool(normalize), "flip": bool(flip),
+              "input_shape": list(embedder.inputs[0].shape[1:]),
+              "threshold": None if threshold is None else float(threshold)}
+    json.dumps(record)  # fails here, before writing, if `metadata` is not JSON-serializable
     if format == "tf_saved_model":
         _write(embedder, embed, path)
+        metadata_path(path).write_text(json.dumps(record, indent=2))
         return embedder
     embedder = float32_copy(embedder)
     images = keras.Input(embedder.inputs[0].shape[1:], name="images")
@@ -168,6 +202,7 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
         except ImportError as error:
             raise ImportError('ONNX export needs tf2onnx: pip install "keras_margin[onnx]"') from error
     serving.export(str(path), format=format, verbose=False)
+    metadata_path(path).write_text(json.dumps(record, indent=2))
     return embedder
 
 

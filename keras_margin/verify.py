@@ -1,0 +1,214 @@
+"""Compare two faces, or identify one against a gallery, with an exported embedding model.
+
+    python -m keras_margin compare EMBEDDER a.jpg b.jpg [--align] [--threshold T]
+    python -m keras_margin identify EMBEDDER gallery/ probe.jpg [--top-k 5] [--align] [--threshold T]
+
+EMBEDDER is what `keras_margin.export.export_embedding_model` wrote: a
+SavedModel folder, an `.onnx` file (needs onnxruntime) or a `.tflite` file
+(needs ai-edge-litert, or TensorFlow's interpreter). Images are read, aligned
+to the ArcFace template first with `--align` (MTCNN, the `[align]` extra),
+resized and cropped to the model's input and scaled to [−1, 1], as in
+training. The decision threshold is a cosine similarity: `--threshold`, or the
+one stored with the export (`export_embedding_model(..., threshold=...)`, e.g.
+a `verification_report`'s `threshold`); `compare` needs one of them.
+
+`identify` embeds the gallery (one sub-folder of images per identity) once and
+caches the embeddings in `gallery/.keras_margin_gallery.npz`, recomputed when
+the images or the embedder change. An identity's score is its best image's;
+a probe whose best score is below the threshold is reported as unknown.
+"""
+
+import argparse
+import hashlib
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from keras_margin.export import METADATA_NAME, read_metadata
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+CACHE_NAME = ".keras_margin_gallery.npz"
+
+
+class Embedder:
+    """An exported embedding model in its runtime: `embedder(images)` → L2-normalized float32 embeddings."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        if not self.path.exists():
+            raise ValueError(f"`embedder` must be an exported model (SavedModel folder, .onnx, .tflite). "
+                             f"Received: {str(self.path)!r}, which does not exist")
+        self.metadata = read_metadata(self.path)
+        suffix = self.path.suffix.lower()
+        if self.path.is_dir():
+            import tensorflow as tf
+
+            self._model = tf.saved_model.load(str(self.path))
+            signature = self._model.signatures["serve"]
+            self.input_shape = tuple(signature.structured_input_signature[1]["images"].shape[1:])
+            self._run = lambda images: self._model.serve(tf.constant(images))["embeddings"].numpy()
+        elif suffix == ".onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+            self.input_shape = tuple(session.get_inputs()[0].shape[1:])
+            self._run = lambda images: session.run(["embeddings"], {"images": images})[0]
+        elif suffix == ".tflite":
+            try:
+                from ai_edge_litert.interpreter import Interpreter
+            except ImportError:
+                import tensorflow as tf
+
+                Interpreter = tf.lite.Interpreter
+            interpreter = Interpreter(model_path=str(self.path))
+            runner = interpreter.get_signature_runner("serving_default")
+            self.input_shape = tuple(interpreter.get_input_details()[0]["shape_signature"][1:])
+            self._run = lambda images: runner(images=images)["embeddings"]
+        else:
+            raise ValueError(f"`embedder` must be a SavedModel folder, an .onnx or a .tflite file. "
+                             f"Received: {str(self.path)!r}")
+        self.input_shape = tuple(int(d) for d in self.input_shape)
+
+    def __call__(self, images, batch_size=64):
+        outputs = [self._run(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))
+                   for i in range(0, len(images), batch_size)]
+        embeddings = np.concatenate(outputs).astype(np.float64)
+        return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+
+    def fingerprint(self):
+        """Changes when the exported files change (for the gallery cache)."""
+        files = sorted(self.path.rglob("*")) if self.path.is_dir() else [self.path]
+        digest = hashlib.sha256()
+        for file in files:
+            if file.is_file():
+                stat = file.stat()
+                digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+
+
+def load_images(paths, input_shape, align=False, detector=None):
+    """The images at `paths` as the model's float32 input: (aligned,) resized and cropped, in [−1, 1]."""
+    import tensorflow as tf
+
+    from keras_margin.data.preprocessing import face_preprocessing
+
+    height, width, channels = input_shape
+    preprocess = face_preprocessing((height, width), channels)
+    images = []
+    for path in paths:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False).numpy()
+        except (tf.errors.OpError, ValueError) as error:
+            raise ValueError(f"Cannot read the image {str(path)!r}: {str(error).splitlines()[0]}") from None
+        if align:
+            from keras_margin.data import align as alignment
+
+            detector = detector or alignment.mtcnn_detector()
+            face = alignment.choose_face(alignment.detect_faces(image, detector), image.shape, "largest", 0.5)
+            if face is None:
+                raise ValueError(f"No face found in {str(path)!r}; drop --align to use the image as it is")
+            image = alignment.align_face(image, face.landmarks, 112 if height % 112 else height)
+        images.append(preprocess(image).numpy())
+    return np.stack(images)
+
+
+def threshold_of(embedder, given):
+    if given is not None:
+        return float(given)
+    stored = embedder.metadata.get("threshold")
+    return None if stored is None else float(stored)
+
+
+def compare(embedder, first, second, align=False, threshold=None):
+    """`(similarity, same or None, threshold)` of two image files."""
+    a, b = embedder(load_images([first, second], embedder.input_shape, align))
+    similarity = float(a @ b)
+    threshold = threshold_of(embedder, threshold)
+    return similarity, None if threshold is None else similarity >= threshold, threshold
+
+
+def gallery_embeddings(embedder, gallery_dir, align=False):
+    """`(identities, labels, embeddings)` of a gallery folder, from the cache when it is current."""
+    gallery_dir = pathlib.Path(gallery_dir)
+    if not gallery_dir.is_dir():
+        raise ValueError(f"`gallery` must be a folder of identity folders. Received: {str(gallery_dir)!r}")
+    paths = sorted(p for p in gallery_dir.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"`gallery` holds no images in identity sub-folders: {str(gallery_dir)!r}")
+    key = hashlib.sha256(json.dumps([embedder.fingerprint(), bool(align)] + [
+        [p.relative_to(gallery_dir).as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]).encode()
+    ).hexdigest()
+    cache = gallery_dir / CACHE_NAME
+    if cache.exists():
+        stored = np.load(cache, allow_pickle=False)
+        if str(stored["key"]) == key:
+            return list(stored["identities"]), stored["labels"], stored["embeddings"]
+    identities = sorted({p.parent.name for p in paths})
+    labels = np.array([identities.index(p.parent.name) for p in paths])
+    embeddings = embedder(load_images(paths, embedder.input_shape, align))
+    np.savez(cache, key=key, identities=np.array(identities), labels=labels, embeddings=embeddings)
+    return identities, labels, embeddings
+
+
+def identify(embedder, gallery_dir, probe, top_k=5, align=False, threshold=None):
+    """The `top_k` gallery identities nearest the probe: `[(identity, similarity)]`, and the decision.
+
+    Returns `(matches, best or "unknown" or None, threshold)`: `best` is the
+    top identity when its similarity reaches the threshold, "unknown" below
+    it, None without a threshold.
+    """
+    identities, labels, embeddings = gallery_embeddings(embedder, gallery_dir, align)
+    [query] = embedder(load_images([probe], embedder.input_shape, align))
+    similarity = embeddings @ query
+    best = np.full(len(identities), -np.inf)
+    np.maximum.at(best, labels, similarity)
+    order = np.argsort(-best, kind="stable")[:top_k]
+    matches = [(identities[i], float(best[i])) for i in order]
+    threshold = threshold_of(embedder, threshold)
+    decision = None if threshold is None else (matches[0][0] if matches[0][1] >= threshold else "unknown")
+    return matches, decision, threshold
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m keras_margin",
+                                     description="Face verification and identification with an exported embedder.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("compare", "cosine similarity of two faces, and same / different"),
+                            ("identify", "the nearest gallery identities of a face")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("embedder", help="a SavedModel folder, .onnx or .tflite from export_embedding_model")
+        if name == "compare":
+            command.add_argument("first")
+            command.add_argument("second")
+        else:
+            command.add_argument("gallery", help="a folder with one sub-folder of images per identity")
+            command.add_argument("probe")
+            command.add_argument("--top-k", type=int, default=5)
+        command.add_argument("--align", action="store_true", help="detect and align the faces first (MTCNN)")
+        command.add_argument("--threshold", type=float, default=None,
+                             help=f"cosine-similarity threshold (default: the one stored in the export's "
+                                  f"{METADATA_NAME})")
+    args = parser.parse_args(argv)
+    try:
+        embedder = Embedder(args.embedder)
+        if args.command == "compare":
+            similarity, same, threshold = compare(embedder, args.first, args.second, args.align, args.threshold)
+            if same is None:
+                parser.error("compare needs a threshold: pass --threshold, or export with threshold=...")
+            print(f"cosine similarity {similarity:.4f}: {'same person' if same else 'different people'} "
+                  f"(threshold {threshold:.4f})")
+        else:
+            if args.top_k < 1:
+                parser.error(f"--top-k must be at least 1. Received: {args.top_k}")
+            matches, decision, threshold = identify(embedder, args.gallery, args.probe, args.top_k, args.align,
+                                                    args.threshold)
+            for rank, (identity, similarity) in enumerate(matches, 1):
+                print(f"{rank}. {identity}  {similarity:.4f}")
+            if decision is not None:
+                print(f"identified: {decision} (threshold {threshold:.4f})")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

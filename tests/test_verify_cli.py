@@ -1,0 +1,121 @@
+"""`python -m keras_margin compare / identify` on exported models, against the Keras model's embeddings.
+
+Images are PNGs written here, already at the model's input size, so the
+expected input is the image scaled to [−1, 1] (x / 127.5 − 1), computed in
+NumPy; the expected similarity is that of the Keras embeddings, normalized here.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_margin import export, verify
+
+SHAPE = (24, 24, 3)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    images = keras.Input(SHAPE, name="images")
+    x = keras.layers.Conv2D(4, 3, activation="relu")(images)
+    embedder = keras.Model(images, keras.layers.Dense(6)(keras.layers.Flatten()(x)))
+    root = tmp_path_factory.mktemp("verify")
+    export.export_embedding_model(embedder, root / "with_threshold", threshold=0.5)
+    export.export_embedding_model(embedder, root / "plain")
+    export.export_embedding_model(embedder, root / "embedder.onnx", format="onnx", threshold=0.5)
+    export.export_embedding_model(embedder, root / "embedder.tflite", format="litert", threshold=0.5)
+    pictures = {}
+    for name in ("a", "b", "c"):
+        pixels = rng.integers(0, 256, SHAPE, dtype=np.uint8)
+        (root / f"{name}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+        pictures[name] = pixels
+    return root, embedder, pictures
+
+
+def keras_embedding(embedder, pixels):
+    embedding = embedder.predict((pixels[None].astype(np.float32) / 127.5 - 1.0), verbose=0)[0].astype(np.float64)
+    return embedding / np.linalg.norm(embedding)
+
+
+@pytest.mark.parametrize("name", ["with_threshold", "embedder.onnx", "embedder.tflite"])
+def test_compare_equals_the_keras_similarity_in_every_format(exported, name):
+    root, embedder, pictures = exported
+    model = verify.Embedder(root / name)
+    assert model.input_shape == SHAPE and model.metadata["threshold"] == 0.5
+    similarity, same, threshold = verify.compare(model, root / "a.png", root / "b.png")
+    expected = keras_embedding(embedder, pictures["a"]) @ keras_embedding(embedder, pictures["b"])
+    assert similarity == pytest.approx(expected, abs=1e-5)
+    assert same == (expected >= 0.5) and threshold == 0.5
+    assert verify.compare(model, root / "a.png", root / "a.png")[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_identify_ranks_identities_by_their_best_image_and_caches(exported, tmp_path):
+    root, embedder, pictures = exported
+    gallery = tmp_path / "gallery"
+    for identity, names in (("ann", ("a",)), ("bob", ("b", "c"))):
+        (gallery / identity).mkdir(parents=True)
+        for name in names:
+            (gallery / identity / f"{name}.png").write_bytes((root / f"{name}.png").read_bytes())
+    model = verify.Embedder(root / "with_threshold")
+    matches, decision, _ = verify.identify(model, gallery, root / "c.png", top_k=5)
+    probe = keras_embedding(embedder, pictures["c"])
+    expected = {"ann": keras_embedding(embedder, pictures["a"]) @ probe,
+                "bob": max(keras_embedding(embedder, pictures[n]) @ probe for n in ("b", "c"))}
+    assert [m[0] for m in matches] == sorted(expected, key=lambda k: -expected[k])
+    for identity, similarity in matches:
+        assert similarity == pytest.approx(expected[identity], abs=1e-5)
+    assert decision == "bob"  # its own image: similarity 1
+    cache = gallery / verify.CACHE_NAME
+    stamp = cache.stat().st_mtime_ns
+    assert verify.identify(model, gallery, root / "c.png")[0] == matches and cache.stat().st_mtime_ns == stamp
+    (gallery / "ann" / "b.png").write_bytes((root / "b.png").read_bytes())  # the gallery changed
+    assert verify.identify(model, gallery, root / "c.png")[0] != matches
+    _, decision, _ = verify.identify(model, gallery, root / "a.png", threshold=1.01)
+    assert decision == "unknown"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "keras_margin", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def test_command_line(exported, tmp_path):
+    root, _, _ = exported
+    result = run_cli("compare", root / "with_threshold", root / "a.png", root / "a.png")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cosine similarity 1.0000: same person (threshold 0.5000)" in result.stdout
+    result = run_cli("compare", root / "plain", root / "a.png", root / "b.png")
+    assert result.returncode == 2 and "needs a threshold" in result.stderr
+    gallery = tmp_path / "gallery"
+    (gallery / "ann").mkdir(parents=True)
+    (gallery / "ann" / "a.png").write_bytes((root / "a.png").read_bytes())
+    result = run_cli("identify", root / "embedder.onnx", gallery, root / "a.png", "--top-k", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].startswith("1. ann  1.0000") and "identified: ann" in result.stdout
+    result = run_cli("compare", tmp_path / "missing", root / "a.png", root / "b.png")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_errors_and_metadata(exported, tmp_path):
+    root, embedder, _ = exported
+    assert export.read_metadata(root / "plain")["threshold"] is None
+    assert export.read_metadata(root / "embedder.onnx")["format"] == "onnx"
+    with pytest.raises(ValueError, match="SavedModel folder, an .onnx or a .tflite"):
+        (tmp_path / "model.h5").write_bytes(b"")
+        verify.Embedder(tmp_path / "model.h5")
+    model = verify.Embedder(root / "plain")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="Cannot read the image"):
+        verify.compare(model, tmp_path / "broken.png", root / "a.png")
+    with pytest.raises(ValueError, match="gallery"):
+        verify.identify(model, tmp_path / "nowhere", root / "a.png")
+    with pytest.raises(TypeError):
+        export.export_embedding_model(embedder, tmp_path / "x", metadata={"bad": object()})
