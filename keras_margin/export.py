@@ -117,7 +117,7 @@ def read_metadata(path):
 
 
 def export_embedding_model(model, path, normalize=True, flip=False, embedding_layer=None, format="tf_saved_model",
-                           threshold=None, metadata=None):
+                           threshold=None, metadata=None, quantize=None, representative_images=None):
     """Writes the embedding network of `model` as a SavedModel, an ONNX file or a LiteRT file.
 
     Every format holds the same function: a float32 batch of images
@@ -153,6 +153,14 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
             same `flip`), stored with the export for `python -m keras_margin
             compare` / `identify`.
         metadata: optional JSON-serializable dict stored with it too.
+        quantize: `None`, or `"int8"` (LiteRT only): post-training
+            quantization of weights and activations to int8, calibrated on
+            `representative_images`; input and output stay float32, and ops
+            without an int8 kernel stay float.
+        representative_images: with `quantize="int8"`, a float32 array of
+            model inputs `(n, height, width, channels)` (preprocessed as in
+            training; a few hundred typical faces), used to calibrate the
+            activation ranges.
 
     The metadata (the threshold, `normalize`, `flip`, the input shape and
     the format, plus `metadata`) is written to `keras_margin.json` inside a
@@ -172,6 +180,18 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     >>> embeddings = session.run(["embeddings"], {"images": images})[0]
     """
     check_choice("format", format, FORMATS)
+    converter_options = {}
+    if quantize is not None:
+        check_choice("quantize", quantize, ("int8",))
+        if format != "litert":
+            raise ValueError(f"`quantize='int8'` is for format='litert'. Received: format={format!r}")
+        if representative_images is None or len(representative_images) == 0:
+            raise ValueError("`quantize='int8'` needs `representative_images` to calibrate the activations.")
+        samples = np.asarray(representative_images, dtype=np.float32)
+        converter_options = {
+            "optimizations": [tf.lite.Optimize.DEFAULT],
+            "representative_dataset": lambda: ([sample[None]] for sample in samples),
+        }
     embedder = embedding_model(model, embedding_layer)
 
     def embed(images):
@@ -186,7 +206,7 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
 
     record = {**(metadata or {}), "format": format, "normalize": bool(normalize), "flip": bool(flip),
               "input_shape": list(embedder.inputs[0].shape[1:]),
-              "threshold": None if threshold is None else float(threshold)}
+              "threshold": None if threshold is None else float(threshold), "quantize": quantize}
     json.dumps(record)  # fails here, before writing, if `metadata` is not JSON-serializable
     if format == "tf_saved_model":
         _write(embedder, embed, path)
@@ -201,7 +221,7 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
             import tf2onnx  # noqa: F401
         except ImportError as error:
             raise ImportError('ONNX export needs tf2onnx: pip install "keras_margin[onnx]"') from error
-    serving.export(str(path), format=format, verbose=False)
+    serving.export(str(path), format=format, verbose=False, **converter_options)
     metadata_path(path).write_text(json.dumps(record, indent=2))
     return embedder
 

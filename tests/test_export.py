@@ -183,3 +183,25 @@ def test_a_mixed_float16_model_exports_from_a_float32_copy(tmp_path, rng, file_f
 def test_unknown_export_format():
     with pytest.raises(ValueError, match="format"):
         export.export_embedding_model(training_model()[0], "out", format="coreml")
+
+
+def test_int8_litert_stays_close_to_float(tmp_path, rng):
+    pytest.importorskip("ai_edge_litert", reason="the [litert] extra is not installed")
+    inputs = keras.Input(IMAGE_SHAPE, name="images")
+    x = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(64)(keras.layers.Flatten()(x)))  # 25k weights: the file shrinks
+    images = rng.uniform(-1, 1, size=(64, *IMAGE_SHAPE)).astype("float32")
+    export.export_embedding_model(model, tmp_path / "int8.tflite", format="litert", quantize="int8",
+                                  representative_images=images[:48])
+    export.export_embedding_model(model, tmp_path / "float.tflite", format="litert")
+    quantized = run_in_runtime("litert", tmp_path / "int8.tflite", images[48:], tmp_path)
+    assert (tmp_path / "int8.tflite").stat().st_size < 0.5 * (tmp_path / "float.tflite").stat().st_size
+    cosine = np.sum(quantized * keras_embeddings(model, images[48:], flip=False), axis=1)
+    assert cosine.min() > 0.95, cosine  # close to the float embedding, but not equal
+    assert np.abs(quantized - keras_embeddings(model, images[48:], flip=False)).max() > 1e-4
+    assert export.read_metadata(tmp_path / "int8.tflite")["quantize"] == "int8"
+    with pytest.raises(ValueError, match="representative_images"):
+        export.export_embedding_model(model, tmp_path / "x.tflite", format="litert", quantize="int8")
+    with pytest.raises(ValueError, match="for format='litert'"):
+        export.export_embedding_model(model, tmp_path / "x.onnx", format="onnx", quantize="int8",
+                                      representative_images=images)
