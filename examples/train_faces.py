@@ -131,7 +131,7 @@ def parse_args(argv=None):
                         help="small: a 6-conv CNN for CPUs; the others: keras_margin.backbones")
     parser.add_argument("--optimizer", choices=("adam", "sgd", "momentum"), default="adam",
                         help="adam; sgd: arcface_torch's SGD (momentum 0.9, linear warm-up and polynomial decay "
-                             "to 0, weight decay on kernels, the head's too, gradient norm clipped at 5); "
+                             "to 0, weight decay on kernels, the head's too, gradient norm clipped at --clip-norm); "
                              "momentum: plain SGD with momentum 0.9 at a constant learning rate")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="default: 1e-3 for adam, 0.1 × batch / 512 for sgd")
@@ -142,6 +142,8 @@ def parse_args(argv=None):
     parser.add_argument("--embedding-bn", choices=("affine", "fixed-scale", "none"), default="affine",
                         help="--backbone small: the last layer, a BatchNormalization with learned scale and "
                              "offset, one whose scale is fixed at 1 (as insightface's backbones), or none")
+    parser.add_argument("--clip-norm", type=float, default=5.0,
+                        help="sgd: clip the global gradient norm at this value (arcface_torch: 5; 0: no clipping)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="sgd: epochs of linear learning-rate warm-up")
     parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                         help="XLA for the training step; auto: off for iresnet / mobilefacenet on a machine "
@@ -261,7 +263,7 @@ def make_optimizer(args, steps_per_epoch):
         return keras.optimizers.SGD(args.learning_rate, momentum=0.9)
     schedule = WarmupPolynomialDecay(args.learning_rate, args.epochs * steps_per_epoch,
                                      args.warmup_epochs * steps_per_epoch)
-    return keras.optimizers.SGD(schedule, momentum=0.9, global_clipnorm=5.0)
+    return keras.optimizers.SGD(schedule, momentum=0.9, global_clipnorm=args.clip_norm or None)
 
 
 def add_weight_decay(model, weight_decay, head=None, head_weight_decay=None):

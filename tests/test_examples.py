@@ -209,6 +209,9 @@ def test_train_faces_weight_decay_and_embedding_bn_options():
     assert all(value == 2.5e-4 for value in decayed.values())  # L2(wd / 2): gradient wd·w, as in PyTorch
     train_faces.add_weight_decay(model, 5e-4, head, head_weight_decay=1e-3)
     assert head.kernel.regularizer.l2 == 5e-4
+    for clip, expected in (("5", 5.0), ("0", None)):
+        args = train_faces.parse_args(["--data", "unused", "--optimizer", "sgd", "--clip-norm", clip])
+        assert train_faces.make_optimizer(args, steps_per_epoch=10).global_clipnorm == expected
 
 
 def test_train_faces_builds_every_head_it_offers():
