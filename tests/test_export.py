@@ -132,7 +132,7 @@ def with_random_statistics(model, rng):
 EXPORTED_NETWORKS = {
     "small_cnn": lambda: training_model()[0],
     "iresnet18": lambda: keras_margin.backbones.iresnet(18, embedding_dim=32, input_shape=(32, 32, 3)),
-    "mobilefacenet": lambda: keras_margin.backbones.mobilefacenet(embedding_dim=32),
+    "mobilefacenet": lambda: keras_margin.backbones.mobilefacenet(embedding_dim=32, input_shape=(32, 32, 3)),
 }
 
 
