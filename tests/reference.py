@@ -176,6 +176,17 @@ class AdaFaceReference:
         return self.scale * out
 
 
+def numerical_gradient(function, value, step=1e-6):
+    """Central differences of a scalar function of a float64 array."""
+    gradient = np.zeros_like(value)
+    for index in np.ndindex(value.shape):
+        up, down = value.copy(), value.copy()
+        up[index] += step
+        down[index] -= step
+        gradient[index] = (function(up) - function(down)) / (2 * step)
+    return gradient
+
+
 def rotate_towards(w, theta, rng):
     """A unit vector at angle θ from the unit direction of w."""
     w = w / np.linalg.norm(w)

@@ -252,16 +252,6 @@ def test_gradients_finite_at_cos_plus_and_minus_one(rng, name, policy):
         assert np.isfinite(np.asarray(tf.convert_to_tensor(gradient), np.float32)).all(), name
 
 
-def numerical_gradient(function, x, step=1e-6):
-    gradient = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[index] += step
-        down[index] -= step
-        gradient[index] = (function(up) - function(down)) / (2 * step)
-    return gradient
-
-
 def tape_gradient(head, x, labels, weights, training=True):
     variable = tf.Variable(x.astype("float32"))
     with tf.GradientTape() as tape:
@@ -278,7 +268,7 @@ def test_curricular_gradient_holds_t_and_the_hard_mask_constant(rng):
     head = built(layers.CurricularFaceHead(NUM_CLASSES, scale=8.0, margin=0.5, momentum=0.5), kernel)
     t = 0.5 * cosine_of_targets(x, kernel, labels).mean()  # the value of this training call
     got = tape_gradient(head, x, labels, weights.astype("float32"))
-    want = numerical_gradient(lambda z: np.sum(weights * ref.curricular_logits(z, kernel, labels, 8.0, 0.5, t)), x)
+    want = ref.numerical_gradient(lambda z: np.sum(weights * ref.curricular_logits(z, kernel, labels, 8.0, 0.5, t)), x)
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
 
 
@@ -304,7 +294,7 @@ def test_ada_face_gradient_holds_the_norm_scaler_constant(rng):
         out[rows, labels] = np.cos(angle) - (0.4 + 0.4 * z)
         return np.sum(weights * 8.0 * out)
 
-    np.testing.assert_allclose(got, numerical_gradient(with_fixed_scaler, x), rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(got, ref.numerical_gradient(with_fixed_scaler, x), rtol=2e-3, atol=2e-4)
     assert np.abs(got).max() > 1e-3
 
 
@@ -321,7 +311,7 @@ def test_mag_face_gradient_is_the_full_derivative(rng):
         logits = ref.magface_logits(points, kernel, labels, 8.0, easy_margin=True, **parameters)
         return np.sum(weights * logits) + ref.magface_regularizer(points, 1.0, 10.0, 5.0)
 
-    np.testing.assert_allclose(got, numerical_gradient(full, x), rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(got, ref.numerical_gradient(full, x), rtol=2e-3, atol=2e-4)
 
 
 # --- training, saving, Partial FC ------------------------------------------------

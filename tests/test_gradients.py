@@ -54,16 +54,6 @@ def reference_loss(x, kernel, labels, logits_fn):
     return float(np.mean(log_z - logits[np.arange(len(labels)), labels]))
 
 
-def numeric_gradient(f, value, step=1e-6):
-    gradient = np.zeros_like(value)
-    for index in np.ndindex(value.shape):
-        up, down = value.copy(), value.copy()
-        up[index] += step
-        down[index] -= step
-        gradient[index] = (f(up) - f(down)) / (2 * step)
-    return gradient
-
-
 EXACT_GRADIENT_HEADS = {
     "arc": (lambda: layers.ArcMarginHead(NUM_CLASSES, scale=4.0, margin=0.3),
             lambda x, k, y: reference.arc_logits(x, k, y, 4.0, 0.3)),
@@ -104,7 +94,7 @@ def test_gradients_equal_finite_differences_of_the_reference(rng, name):
         (lambda _, out: keras.ops.mean(out)) if rows else (lambda _, logits: loss_fn(labels, logits)), training=True
     )
     grad_kernel = grad_kernel.T if rows else grad_kernel
-    expected_x = numeric_gradient(lambda v: reference_loss(v, kernel, labels, logits_fn), x)
-    expected_kernel = numeric_gradient(lambda v: reference_loss(x, v, labels, logits_fn), kernel)
+    expected_x = reference.numerical_gradient(lambda v: reference_loss(v, kernel, labels, logits_fn), x)
+    expected_kernel = reference.numerical_gradient(lambda v: reference_loss(x, v, labels, logits_fn), kernel)
     np.testing.assert_allclose(grad_x, expected_x, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(grad_kernel, expected_kernel, rtol=1e-3, atol=1e-4)
