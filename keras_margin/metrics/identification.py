@@ -8,13 +8,16 @@ from keras_margin._validation import check_number
 _BLOCK_VALUES = 2**25
 
 
-def _unit_rows(name, embeddings):
-    embeddings = np.asarray(embeddings, dtype=np.float32)
+def _unit_rows(name, embeddings, order=None):
+    """float32 unit rows of `embeddings` (reordered by `order` first): one copy, normalized in place."""
+    embeddings = np.asarray(embeddings)
     if embeddings.ndim != 2 or not len(embeddings):
         raise ValueError(f"`{name}` must be a non-empty array (n, dim). Received shape {embeddings.shape}")
-    if not np.isfinite(embeddings).all():
+    rows = (embeddings[order] if order is not None else embeddings).astype(np.float32, copy=order is None)
+    if not np.isfinite(rows).all():
         raise ValueError(f"`{name}` contains NaN or infinite values.")
-    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    rows /= np.maximum(np.sqrt(np.einsum("ij,ij->i", rows, rows)), 1e-12)[:, None]  # no (n, dim) temporary
+    return rows
 
 
 def identity_scores(gallery_embeddings, gallery_labels, probe_embeddings, gallery_chunk=65536):
@@ -30,15 +33,14 @@ def identity_scores(gallery_embeddings, gallery_labels, probe_embeddings, galler
         generator of `(probe rows, scores)`, `rows` a slice of the probes and
         `scores` float32 `(probes in the block, identities)`.
     """
-    gallery = _unit_rows("gallery_embeddings", gallery_embeddings)
+    labels = np.asarray(gallery_labels).reshape(-1)
+    if len(labels) != len(gallery_embeddings):
+        raise ValueError(f"`gallery_labels` must have shape ({len(gallery_embeddings)},). Received: {labels.shape}")
+    order = np.argsort(labels, kind="stable")  # identities contiguous
+    gallery, labels = _unit_rows("gallery_embeddings", gallery_embeddings, order), labels[order]
     probes = _unit_rows("probe_embeddings", probe_embeddings)
     if gallery.shape[1] != probes.shape[1]:
         raise ValueError(f"Gallery and probe embeddings differ in dim: {gallery.shape[1]} and {probes.shape[1]}")
-    labels = np.asarray(gallery_labels).reshape(-1)
-    if len(labels) != len(gallery):
-        raise ValueError(f"`gallery_labels` must have shape ({len(gallery)},). Received: {labels.shape}")
-    order = np.argsort(labels, kind="stable")  # identities contiguous
-    gallery, labels = gallery[order], labels[order]
     identities, starts = np.unique(labels, return_index=True)
     ends = np.r_[starts[1:], len(labels)]
     probe_block = max(1, min(len(probes), _BLOCK_VALUES // len(identities)))
