@@ -61,9 +61,9 @@ _ELASTIC_DOC = """
     `seed`); evaluation calls use m. With `sorted_margins=True` (ElasticFace+)
     the drawn margins are assigned by rank: the largest margin to the sample
     whose target cosine is smallest, the smallest to the one whose target
-    cosine is largest. The official code gathers the sorted margins with the
-    sort permutation of the cosines instead, which does not pair ranks (it
-    applies the permutation twice); this head pairs them as the paper
+    cosine is largest. The official code indexes the sorted margins with the
+    sort permutation of the cosines where its inverse (each sample's rank)
+    is needed, which does not pair ranks; this head pairs them as the paper
     describes. The paper's σ for "+" is smaller: 0.0175 (arc), 0.02 (cos).
     Draws below 0 are raised to 0, so the margin never raises the target
     logit (at the paper's m and σ that is a 10σ event). Under
