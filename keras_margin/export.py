@@ -148,10 +148,11 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
             image plus that of its mirror image (then normalized if asked).
         embedding_layer: optional layer name or layer whose output is the embedding.
         format: `"tf_saved_model"`, `"onnx"` or `"litert"`.
-        threshold: optional cosine-similarity threshold for same / different
-            (e.g. a `verification_report`'s `threshold`, measured with the
-            same `flip`), stored with the export for `python -m keras_margin
-            compare` / `identify`.
+        threshold: optional cosine-similarity threshold for same / different,
+            stored with the export for `python -m keras_margin compare` /
+            `identify`: a number, a `verification_report` (its `threshold`)
+            or a `VerificationCallback` (its last report's). Measure it with
+            the same `flip` as the export.
         metadata: optional JSON-serializable dict stored with it too.
         quantize: `None`, or `"int8"` (LiteRT only): post-training
             quantization of weights and activations to int8, calibrated on
@@ -204,6 +205,7 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
             )
         return {"embeddings": embeddings}
 
+    threshold = _threshold_value(threshold)
     record = {**(metadata or {}), "format": format, "normalize": bool(normalize), "flip": bool(flip),
               "input_shape": list(embedder.inputs[0].shape[1:]),
               "threshold": None if threshold is None else float(threshold), "quantize": quantize}
@@ -224,6 +226,19 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     serving.export(str(path), format=format, verbose=False, **converter_options)
     metadata_path(path).write_text(json.dumps(record, indent=2))
     return embedder
+
+
+def _threshold_value(threshold):
+    """A number from a number, a verification report or a VerificationCallback (None stays None)."""
+    if threshold is None or isinstance(threshold, (int, float, np.number)):
+        return threshold
+    report = getattr(threshold, "last_report", threshold)
+    if isinstance(report, dict) and "threshold" in report:
+        return float(report["threshold"])
+    raise ValueError(
+        "`threshold` must be a number, a verification report or a VerificationCallback that has evaluated. "
+        f"Received: {threshold!r}"
+    )
 
 
 def float32_copy(model):

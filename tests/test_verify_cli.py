@@ -119,3 +119,13 @@ def test_errors_and_metadata(exported, tmp_path):
         verify.identify(model, tmp_path / "nowhere", root / "a.png")
     with pytest.raises(TypeError):
         export.export_embedding_model(embedder, tmp_path / "x", metadata={"bad": object()})
+    export.export_embedding_model(embedder, tmp_path / "from_report", threshold={"threshold": 0.25, "accuracy": 1})
+
+    class Evaluated:  # a VerificationCallback after an evaluation
+        last_report = {"threshold": 0.75}
+
+    export.export_embedding_model(embedder, tmp_path / "from_callback", threshold=Evaluated())
+    assert export.read_metadata(tmp_path / "from_report")["threshold"] == 0.25
+    assert export.read_metadata(tmp_path / "from_callback")["threshold"] == 0.75
+    with pytest.raises(ValueError, match="has evaluated"):
+        export.export_embedding_model(embedder, tmp_path / "y", threshold="high")
