@@ -109,7 +109,9 @@ def load_images(paths, input_shape, align=False, detector=None):
             face = alignment.choose_face(alignment.detect_faces(image, detector), image.shape, "largest", 0.5)
             if face is None:
                 raise ValueError(f"No face found in {str(path)!r}; drop --align to use the image as it is")
-            image = alignment.align_face(image, face.landmarks, 112 if height % 112 else height)
+            # the model's size when the template is defined there (multiples of 112 or 128), else 112, resized below
+            size = height if height == width and (height % 112 == 0 or height % 128 == 0) else 112
+            image = alignment.align_face(image, face.landmarks, size)
         images.append(preprocess(image).numpy())
     return np.stack(images)
 
