@@ -129,3 +129,21 @@ def test_errors_and_metadata(exported, tmp_path):
     assert export.read_metadata(tmp_path / "from_callback")["threshold"] == 0.75
     with pytest.raises(ValueError, match="has evaluated"):
         export.export_embedding_model(embedder, tmp_path / "y", threshold="high")
+
+
+RAW = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "celeba_raw_sample"
+CROPS = RAW.parent / "celeba_subset" / "aligned_112"
+
+
+@pytest.mark.skipif(not RAW.is_dir(), reason=f"raw CelebA photos not found at {RAW}")
+def test_compare_with_alignment_matches_the_aligned_crop(exported):
+    pytest.importorskip("mtcnn", reason="--align needs the mtcnn package (the [align] extra)")
+    root, _, _ = exported
+    photo = next(p for p in sorted(RAW.glob("*/*.jpg")) if (CROPS / p.parent.name / p.name).exists())
+    crop = CROPS / photo.parent.name / photo.name
+    model = verify.Embedder(root / "with_threshold")
+    aligned = verify.load_images([photo], model.input_shape, align=True)[0]
+    reference = verify.load_images([crop], model.input_shape)[0]
+    assert np.abs(aligned - reference).mean() < 0.15  # in [-1, 1] units: the same face, aligned alike
+    similarity, _, _ = verify.compare(model, photo, crop, align=True)
+    assert similarity > 0.9
