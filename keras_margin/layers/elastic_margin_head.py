@@ -55,6 +55,18 @@ class ElasticMarginHead(ScaledCosineHead):
         return config
 
 
+_CALL_DOC = """    Call arguments:
+        embeddings: float tensor `(batch, dim)`, not normalized.
+        labels: optional integer class ids `(batch,)`.
+        training: whether to draw margins.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+"""
+
 _ELASTIC_DOC = """
 
     Each training call draws one margin per sample from Normal(m, σ) (from
@@ -93,17 +105,7 @@ class ElasticArcMarginHead(ElasticMarginHead):
         kernel_regularizer, kernel_constraint: as in `ArcMarginHead`.
         **kwargs: base `keras.layers.Layer` arguments.
 
-    Call arguments:
-        embeddings: float tensor `(batch, dim)`, not normalized.
-        labels: optional integer class ids `(batch,)`.
-        training: whether to draw margins.
-
-    Input shape:
-        `embeddings`: `(batch, dim)`.
-
-    Output shape:
-        `(batch, num_classes)`, float32.
-
+{call}
     Example:
 
     >>> head = ElasticArcMarginHead(1000, sorted_margins=True, margin_std=0.0175, seed=0)
@@ -145,17 +147,7 @@ class ElasticCosMarginHead(ElasticMarginHead):
         kernel_regularizer, kernel_constraint: as in `CosMarginHead`.
         **kwargs: base `keras.layers.Layer` arguments.
 
-    Call arguments:
-        embeddings: float tensor `(batch, dim)`, not normalized.
-        labels: optional integer class ids `(batch,)`.
-        training: whether to draw margins.
-
-    Input shape:
-        `embeddings`: `(batch, dim)`.
-
-    Output shape:
-        `(batch, num_classes)`, float32.
-
+{call}
     Example:
 
     >>> head = ElasticCosMarginHead(1000, seed=0)
@@ -175,5 +167,5 @@ class ElasticCosMarginHead(ElasticMarginHead):
         return margins.additive_cosine_margin(cos_target, margin)
 
 
-ElasticArcMarginHead.__doc__ = ElasticArcMarginHead.__doc__.format(elastic=_ELASTIC_DOC)
-ElasticCosMarginHead.__doc__ = ElasticCosMarginHead.__doc__.format(elastic=_ELASTIC_DOC)
+for _head in (ElasticArcMarginHead, ElasticCosMarginHead):
+    _head.__doc__ = _head.__doc__.format(elastic=_ELASTIC_DOC, call=_CALL_DOC)
