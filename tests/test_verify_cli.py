@@ -87,21 +87,22 @@ def run_cli(*args):
                           timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
 
 
-def test_command_line(exported, tmp_path):
+def test_command_line(exported, tmp_path, capsys):
     root, _, _ = exported
-    result = run_cli("compare", root / "with_threshold", root / "a.png", root / "a.png")
+    result = run_cli("compare", root / "with_threshold", root / "a.png", root / "a.png")  # `python -m` wiring
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cosine similarity 1.0000: same person (threshold 0.5000)" in result.stdout
-    result = run_cli("compare", root / "plain", root / "a.png", root / "b.png")
-    assert result.returncode == 2 and "needs a threshold" in result.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        verify.main(["compare", str(root / "plain"), str(root / "a.png"), str(root / "b.png")])
+    assert exit_info.value.code == 2 and "needs a threshold" in capsys.readouterr().err
     gallery = tmp_path / "gallery"
     (gallery / "ann").mkdir(parents=True)
     (gallery / "ann" / "a.png").write_bytes((root / "a.png").read_bytes())
-    result = run_cli("identify", root / "embedder.onnx", gallery, root / "a.png", "--top-k", "1")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.splitlines()[0].startswith("1. ann  1.0000") and "identified: ann" in result.stdout
-    result = run_cli("compare", tmp_path / "missing", root / "a.png", root / "b.png")
-    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert verify.main(["identify", str(root / "embedder.onnx"), str(gallery), str(root / "a.png"), "--top-k", "1"]) == 0
+    output = capsys.readouterr().out
+    assert output.splitlines()[0].startswith("1. ann  1.0000") and "identified: ann" in output
+    assert verify.main(["compare", str(tmp_path / "missing"), str(root / "a.png"), str(root / "b.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_errors_and_metadata(exported, tmp_path):
