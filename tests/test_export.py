@@ -145,16 +145,20 @@ def keras_embeddings(model, images, flip=True):
 
 
 @pytest.mark.parametrize("network", sorted(EXPORTED_NETWORKS))
-@pytest.mark.parametrize("file_format", ["onnx", "litert"])
-def test_onnx_and_litert_exports_equal_keras_in_their_runtimes(tmp_path, rng, network, file_format):
-    pytest.importorskip("tf2onnx" if file_format == "onnx" else "ai_edge_litert",
-                        reason=f"the [{file_format}] extra is not installed")
+@pytest.mark.parametrize("file_format", ["onnx", "litert", "tf_saved_model"])
+def test_every_format_equals_keras_in_its_runtime(tmp_path, rng, network, file_format):
+    if file_format != "tf_saved_model":
+        pytest.importorskip("tf2onnx" if file_format == "onnx" else "ai_edge_litert",
+                            reason=f"the [{file_format}] extra is not installed")
     model = with_random_statistics(EXPORTED_NETWORKS[network](), rng)
     shape = export.embedding_model(model).inputs[0].shape[1:]
     images = rng.uniform(-1, 1, size=(3, *shape)).astype("float32")
-    path = tmp_path / f"embedder.{'onnx' if file_format == 'onnx' else 'tflite'}"
+    path = tmp_path / {"onnx": "embedder.onnx", "litert": "embedder.tflite", "tf_saved_model": "embedder"}[file_format]
     export.export_embedding_model(model, path, flip=True, format=file_format)
-    served = run_in_runtime(file_format, path, images, tmp_path)
+    if file_format == "tf_saved_model":  # TensorFlow imports Keras itself; the process never imports keras_margin
+        served, _ = serve(path, images, "embeddings", tmp_path)
+    else:
+        served = run_in_runtime(file_format, path, images, tmp_path)
     assert served.shape == (3, export.embedding_model(model).output.shape[-1])
     assert np.max(np.abs(served - keras_embeddings(model, images))) <= 1e-5
 
