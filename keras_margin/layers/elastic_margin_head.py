@@ -30,7 +30,8 @@ class ElasticMarginHead(ScaledCosineHead):
 
     @staticmethod
     def check_margin(margin):
-        raise NotImplementedError
+        """The validated mean margin (each subclass has its own range)."""
+        raise NotImplementedError("ElasticMarginHead subclasses must define check_margin(margin)")
 
     def margin_at(self, cos_target, margin):
         raise NotImplementedError(f"{type(self).__name__} must define margin_at(cos_target, margin)")
