@@ -13,10 +13,10 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy import stats
 
 import data_utils
+from backend_utils import gradients
 import reference as ref
 from keras_margin import layers, margins
 
@@ -113,11 +113,13 @@ def test_mag_face_regularizer_gradient_is_its_closed_form(rng):
     x = rng.normal(size=(5, DIM))
     x *= np.array([5.0, 20.0, 50.0, 100.0, 150.0])[:, None] / np.linalg.norm(x, axis=1, keepdims=True)
     head = layers.MagFaceHead(NUM_CLASSES, **MAGFACE)
-    variable = tf.Variable(x.astype("float32"))
-    with tf.GradientTape() as tape:
-        head(variable, labels=np.zeros(5, "int32"))
-        [regularizer] = head.losses
-    got = tape.gradient(regularizer, variable).numpy()
+
+    def regularizer(x):
+        head(x, labels=np.zeros(5, "int32"))
+        [value] = head.losses
+        return value
+
+    [got] = gradients(regularizer, [x.astype("float32")], state_of=head)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     inside = (norms > MAGFACE["lower_norm"]) & (norms < MAGFACE["upper_norm"])
     want = MAGFACE["lambda_g"] / 5 * (-1 / norms**2 + 1 / MAGFACE["upper_norm"] ** 2) * x / norms * inside
@@ -242,21 +244,24 @@ def test_gradients_finite_at_cos_plus_and_minus_one(rng, name, policy):
     labels = np.array([0, 1, 2, 3])
     x = np.stack([kernel[:, 0] * 3, -kernel[:, 1] * 3, kernel[:, 2] * 0.5, -kernel[:, 3] * 12])
     head = built(HEADS[name](), kernel)
-    variable = tf.Variable(x.astype("float32"))
-    with tf.GradientTape() as tape:
-        logits = head(variable, labels=labels, training=True)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)) + sum(head.losses)
-    assert logits.dtype == tf.float32
-    gradients = tape.gradient(loss, [variable, head.kernel])
-    for gradient in gradients:
-        assert np.isfinite(np.asarray(tf.convert_to_tensor(gradient), np.float32)).all(), name
+    dtypes = []
+
+    def loss(x):
+        logits = head(x, labels=labels, training=True)
+        dtypes.append(keras.backend.standardize_dtype(logits.dtype))
+        cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        return keras.ops.mean(cross_entropy) + sum(head.losses)
+
+    for gradient in gradients(loss, [x.astype("float32")], [head.kernel], state_of=head):
+        assert np.isfinite(np.asarray(gradient, np.float32)).all(), name
+    assert dtypes == ["float32"]
 
 
 def tape_gradient(head, x, labels, weights, training=True):
-    variable = tf.Variable(x.astype("float32"))
-    with tf.GradientTape() as tape:
-        value = tf.reduce_sum(weights * head(variable, labels=labels, training=training)) + sum(head.losses)
-    return tape.gradient(value, variable).numpy()
+    def value(x):
+        return keras.ops.sum(weights * head(x, labels=labels, training=training)) + sum(head.losses)
+
+    return gradients(value, [x.astype("float32")], state_of=head)[0]
 
 
 def test_curricular_gradient_holds_t_and_the_hard_mask_constant(rng):

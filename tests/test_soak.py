@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 import data_utils
+from backend_utils import gradients
 import keras_margin
 from keras_margin import layers, losses
 
@@ -66,13 +67,15 @@ class AssertFinite(keras.callbacks.Callback):
             assert np.isfinite(value), f"{key} = {value} at batch {batch}"
         for weight in self.model.weights:
             assert np.isfinite(np.asarray(weight, dtype=np.float32)).all(), f"{weight.path} at batch {batch}"
-        with tf.GradientTape() as tape:
+
+        def probe_loss():
             outputs = self.model(self.probe_inputs, training=False)
-            value = sum(loss(self.probe_labels, tf.cast(output, tf.float32))
-                        for loss, output in zip(self.loss_functions, outputs))
-        for weight, gradient in zip(self.model.trainable_weights, tape.gradient(value, self.model.trainable_weights)):
-            if gradient is not None:
-                assert np.isfinite(np.asarray(gradient, dtype=np.float32)).all(), f"gradient of {weight.path}"
+            return sum(loss(self.probe_labels, keras.ops.cast(output, "float32"))
+                       for loss, output in zip(self.loss_functions, outputs))
+
+        weights = self.model.trainable_weights
+        for weight, gradient in zip(weights, gradients(probe_loss, variables=weights)):
+            assert np.isfinite(np.asarray(gradient, dtype=np.float32)).all(), f"gradient of {weight.path}"
         self.checks += 1
 
 
