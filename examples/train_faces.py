@@ -356,15 +356,15 @@ def evaluate(args, embedder, test_set):
     preprocess = data.face_preprocessing(args.image_size, args.channels)
     pairs = test_set.verification_pairs(args.num_pairs, seed=args.seed, preprocess=preprocess).batch(256)
     first, second, same = [], [], []
-    for a, b, s in pairs:
+    for a, b, s in pairs.as_numpy_iterator():  # NumPy batches serve every Keras backend
         first.append(embedder.predict_on_batch(a))
         second.append(embedder.predict_on_batch(b))
-        same.append(s.numpy())
+        same.append(s)
     report = metrics.verification_report(
         np.concatenate(first), np.concatenate(second), np.concatenate(same),
         num_folds=min(10, args.num_pairs // 2), far_targets=(1e-3, 1e-2),
     )
-    return report, next(iter(pairs))[0]
+    return report, next(pairs.as_numpy_iterator())[0]
 
 
 def export(embedder, path, sample_images):
@@ -407,7 +407,7 @@ def evaluate_pairs_csv(args, embedder, test_pairs):
     first, second, same = zip(*test_pairs)
     embeddings = [metrics.flip_embeddings(embedder, pair_images(args, paths).batch(256)) for paths in (first, second)]
     report = metrics.verification_report(*embeddings, np.array(same), num_folds=10, far_targets=(1e-3, 1e-2))
-    return report, next(iter(pair_images(args, first[:8]).batch(8)))
+    return report, next(pair_images(args, first[:8]).batch(8).as_numpy_iterator())
 
 
 def evaluate_litert_int8(args, embedder, train_set, test_pairs, output_dir):
@@ -487,7 +487,7 @@ def main(argv=None):
             report, sample_images = evaluate(args, embedder, test_set)
         else:
             preprocess = data.face_preprocessing(args.image_size, args.channels)
-            sample_images = next(iter(train_set.batches(8, preprocess, labels_as_input=False)))[0]
+            sample_images = next(train_set.batches(8, preprocess, labels_as_input=False).as_numpy_iterator())[0]
 
     summary = {
         "args": vars(args),

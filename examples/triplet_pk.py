@@ -72,10 +72,10 @@ def main():
 
         pairs = held_out.verification_pairs(args.num_pairs, seed=args.seed, preprocess=data.scale_to_unit_range)
         first, second, same = [], [], []
-        for a, b, s in pairs.batch(500):
+        for a, b, s in pairs.batch(500).as_numpy_iterator():
             first.append(embedder.predict_on_batch(a))
             second.append(embedder.predict_on_batch(b))
-            same.append(s.numpy())
+            same.append(s)
     report = metrics.verification_report(
         np.concatenate(first), np.concatenate(second), np.concatenate(same), num_folds=min(10, args.num_pairs // 2)
     )

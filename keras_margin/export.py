@@ -100,6 +100,22 @@ def classifier_model(model, embedding_layer=None):
 
 FORMATS = ("tf_saved_model", "onnx", "litert")
 
+# What Keras can export from each backend: JAX reaches a SavedModel through
+# jax2tf; its ONNX route needs jax2onnx and LiteRT needs TensorFlow's converter.
+FORMATS_BY_BACKEND = {"tensorflow": FORMATS, "jax": ("tf_saved_model",), "torch": ("onnx",)}
+
+
+def check_format_on_backend(format):
+    """Raises unless the current Keras backend can export `format`."""
+    backend = keras.backend.backend()
+    allowed = FORMATS_BY_BACKEND.get(backend, ())
+    if format not in allowed:
+        raise ValueError(
+            f"format={format!r} cannot be exported from the {backend!r} Keras backend; it exports "
+            f"{', '.join(repr(f) for f in allowed) or 'none of them'}. Every format is exported "
+            "from the TensorFlow backend (KERAS_BACKEND=tensorflow): save the model as .keras here and export it there."
+        )
+
 
 METADATA_NAME = "keras_margin.json"
 
@@ -132,6 +148,10 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
       `embeddings`;
     - `"litert"`: a `.tflite` flatbuffer with the signature
       `serving_default` (input `images`, output `embeddings`).
+
+    The TensorFlow backend exports all three; JAX exports
+    `"tf_saved_model"` (through jax2tf) and PyTorch `"onnx"`
+    (`FORMATS_BY_BACKEND`); another format there raises a `ValueError`.
 
     How the embedding is found is described in `embedding_model`. A model
     trained under a mixed-precision policy is exported from a float32 copy
@@ -181,6 +201,7 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     >>> embeddings = session.run(["embeddings"], {"images": images})[0]
     """
     check_choice("format", format, FORMATS)
+    check_format_on_backend(format)
     converter_options = {}
     if quantize is not None:
         check_choice("quantize", quantize, ("int8",))

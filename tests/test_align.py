@@ -9,6 +9,7 @@ import csv
 import math
 import pathlib
 
+import keras
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -34,7 +35,15 @@ def apply(matrix, points):
 @pytest.fixture(scope="module")
 def detector():
     pytest.importorskip("mtcnn", reason="face detection needs the mtcnn package (the [align] extra)")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("mtcnn runs on the TensorFlow backend only (test_detection_off_tensorflow_raises_a_clear_error)")
     return align.mtcnn_detector()
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="the error is raised on the other backends")
+def test_detection_off_tensorflow_raises_a_clear_error():
+    with pytest.raises(RuntimeError, match="TensorFlow Keras backend only.*landmarks"):
+        align.mtcnn_detector()
 
 
 def read_rgb(path):

@@ -20,7 +20,7 @@ from keras_margin.callbacks import AngleStatistics, VerificationCallback, far_na
 def numpy_target_angles(embeddings, labels, kernel):
     angles = []
     for x, y in zip(embeddings, labels):
-        w = kernel[:, y]
+        x, w = x.astype(np.float64), kernel[:, y].astype(np.float64)
         angles.append(math.degrees(math.acos(np.clip(x @ w / (np.linalg.norm(x) * np.linalg.norm(w)), -1, 1))))
     return np.array(angles)
 

@@ -20,6 +20,8 @@ import keras_margin
 from keras_margin import export
 
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "serve_savedmodel.py"
+# The serving processes are TensorFlow (or ONNX / LiteRT) runtimes, whatever backend exported the model.
+SERVING_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
 IMAGE_SHAPE = (8, 6, 1)
 
 
@@ -38,7 +40,7 @@ def serve(path, images, key, tmp_path):
     np.save(tmp_path / "images.npy", images)
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(path), str(tmp_path / "images.npy"), key, str(tmp_path / "out.npz")],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, timeout=300, env=SERVING_ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     served = np.load(tmp_path / "out.npz")
@@ -114,7 +116,7 @@ def run_in_runtime(kind, path, images, tmp_path):
     np.save(tmp_path / "images.npy", images)
     result = subprocess.run(
         [sys.executable, str(RUNTIME_SCRIPT), kind, str(path), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, timeout=300, env=SERVING_ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return np.load(tmp_path / "out.npy")
@@ -144,8 +146,25 @@ def keras_embeddings(model, images, flip=True):
     return normalized(expected.astype(np.float64))
 
 
+def on_this_backend(*formats):
+    """The formats as parameters, those this Keras backend cannot export skipped (their error is tested below)."""
+    backend = keras.backend.backend()
+    reason = f"Keras cannot export this format from the {backend} backend (test_formats_this_backend_cannot_export)"
+    return [pytest.param(f, marks=() if f in export.FORMATS_BY_BACKEND[backend] else pytest.mark.skip(reason=reason))
+            for f in formats]
+
+
+UNEXPORTABLE_HERE = [f for f in export.FORMATS if f not in export.FORMATS_BY_BACKEND[keras.backend.backend()]]
+
+
+@pytest.mark.parametrize("file_format", UNEXPORTABLE_HERE)
+def test_formats_this_backend_cannot_export_raise_a_clear_error(tmp_path, file_format):
+    with pytest.raises(ValueError, match=rf"format='{file_format}' cannot be exported from the .* backend.*TensorFlow"):
+        export.export_embedding_model(training_model()[0], tmp_path / "out", format=file_format)
+
+
 @pytest.mark.parametrize("network", sorted(EXPORTED_NETWORKS))
-@pytest.mark.parametrize("file_format", ["onnx", "litert", "tf_saved_model"])
+@pytest.mark.parametrize("file_format", on_this_backend("onnx", "litert", "tf_saved_model"))
 def test_every_format_equals_keras_in_its_runtime(tmp_path, rng, network, file_format):
     if file_format != "tf_saved_model":
         pytest.importorskip("tf2onnx" if file_format == "onnx" else "ai_edge_litert",
@@ -163,7 +182,7 @@ def test_every_format_equals_keras_in_its_runtime(tmp_path, rng, network, file_f
     assert np.max(np.abs(served - keras_embeddings(model, images))) <= 1e-5
 
 
-@pytest.mark.parametrize("file_format", ["onnx", "litert"])
+@pytest.mark.parametrize("file_format", on_this_backend("onnx", "litert"))
 def test_a_mixed_float16_model_exports_from_a_float32_copy(tmp_path, rng, file_format):
     pytest.importorskip("tf2onnx" if file_format == "onnx" else "ai_edge_litert",
                         reason=f"the [{file_format}] extra is not installed")
@@ -189,6 +208,8 @@ def test_unknown_export_format():
         export.export_embedding_model(training_model()[0], "out", format="coreml")
 
 
+@pytest.mark.skipif("litert" not in export.FORMATS_BY_BACKEND[keras.backend.backend()],
+                    reason="Keras exports LiteRT from the TensorFlow backend (test_formats_this_backend_cannot_export)")
 def test_int8_litert_stays_close_to_float(tmp_path, rng):
     pytest.importorskip("ai_edge_litert", reason="the [litert] extra is not installed")
     inputs = keras.Input(IMAGE_SHAPE, name="images")

@@ -14,6 +14,7 @@ aligns with.
 import csv
 import pathlib
 
+import keras
 import numpy as np
 
 from keras_margin._validation import check_choice, check_number
@@ -186,7 +187,18 @@ class Face:
 
 
 def mtcnn_detector():
-    """An `mtcnn.MTCNN()` detector; a clear error when the `[align]` extra is not installed."""
+    """An `mtcnn.MTCNN()` detector; a clear error without the `[align]` extra or off TensorFlow.
+
+    The mtcnn package builds its networks with Keras and reads their outputs
+    as TensorFlow tensors, so it runs on the TensorFlow backend only.
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"Face detection (mtcnn) runs on the TensorFlow Keras backend only; this process uses {backend!r}. "
+            "Run alignment with KERAS_BACKEND=tensorflow, or pass the five landmarks yourself "
+            "(align_face(image, landmarks))."
+        )
     try:
         from mtcnn import MTCNN
     except ImportError as error:

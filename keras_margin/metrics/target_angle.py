@@ -29,6 +29,12 @@ class TargetAngle(keras.metrics.Metric):
     Heads whose logits carry the embedding norm (`SphereMarginHead`,
     `LargeMarginHead`) cannot be inverted and are rejected.
 
+    On the JAX backend Keras updates metrics without the model's variables,
+    so the head's weights cannot be read there: the metric inverts with the
+    head's configured scale and its full margin, and rejects heads whose
+    scale or margin moves during training (`scale="adaptive"`,
+    `margin_warmup_steps`). Do not pair it with a `MarginScheduler` on JAX.
+
     Args:
         head: the `ArcMarginHead`, `CosMarginHead` or `CombinedMarginHead`
             (or a `NormalizedDense`) producing the logits; its current scale
@@ -45,6 +51,15 @@ class TargetAngle(keras.metrics.Metric):
 
     def __init__(self, head=None, scale=None, name="target_angle", dtype="float32"):
         super().__init__(name=name, dtype=dtype)
+        self._reads_head_weights = keras.backend.backend() != "jax"
+        if (not self._reads_head_weights and isinstance(head, ScaledCosineHead)
+                and (head.scale == "adaptive" or head.margin_warmup_steps)):
+            raise ValueError(
+                "On the JAX backend Keras updates metrics without the model's variables, so TargetAngle cannot "
+                f"follow a moving scale or margin. Received: head with scale={head.scale!r}, "
+                f"margin_warmup_steps={head.margin_warmup_steps}; use a fixed scale and no warm-up, or "
+                "callbacks.AngleStatistics"
+            )
         if head is not None and not isinstance(head, (ScaledCosineHead, NormalizedDense)):
             raise ValueError(
                 "`head` must be a scaled-cosine head (ArcMarginHead, CosMarginHead, "
@@ -77,6 +92,8 @@ class TargetAngle(keras.metrics.Metric):
     def _scale(self):
         if self.head is None:
             return self._fixed_scale
+        if not self._reads_head_weights:
+            return float(self.head.scale_value)  # a fixed scale: checked in __init__
         return ops.convert_to_tensor(self.head.scale_value, "float32")
 
     def _target_cosine(self, target_logit):
@@ -86,7 +103,8 @@ class TargetAngle(keras.metrics.Metric):
         low, high = -ops.ones_like(value), ops.ones_like(value)
         for _ in range(_BISECTION_STEPS):
             middle = (low + high) / 2.0
-            too_small = self.head.margin_target(middle) < value
+            factor = None if self._reads_head_weights else 1.0
+            too_small = self.head.margin_target(middle, factor) < value
             low = ops.where(too_small, middle, low)
             high = ops.where(too_small, high, middle)
         return (low + high) / 2.0
