@@ -237,3 +237,11 @@ def test_angle_statistics_errors(rng):
         AngleStatistics(embedder, head, x, [0, 1, 0, 1], quantiles=(1.5,))
     with pytest.raises(ValueError, match="kernel"):
         AngleStatistics(embedder, keras.layers.ReLU(), x, [0, 1, 0, 1]).compute()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the JAX trainer alone updates metrics without the model's variables")
+def test_target_angle_on_jax_rejects_a_moving_scale_or_margin():
+    with pytest.raises(ValueError, match="JAX backend.*scale='adaptive'"):
+        metrics.TargetAngle(keras_margin.ArcMarginHead(6, scale="adaptive"))
+    with pytest.raises(ValueError, match="margin_warmup_steps=10"):
+        metrics.TargetAngle(keras_margin.CosMarginHead(6, margin_warmup_steps=10))
