@@ -101,9 +101,9 @@ class TargetAngle(keras.metrics.Metric):
         if not isinstance(self.head, ScaledCosineHead):
             return ops.clip(value, -1.0, 1.0)
         low, high = -ops.ones_like(value), ops.ones_like(value)
+        factor = None if self._reads_head_weights else 1.0  # None: the head's own margin_factor weight
         for _ in range(_BISECTION_STEPS):
             middle = (low + high) / 2.0
-            factor = None if self._reads_head_weights else 1.0
             too_small = self.head.margin_target(middle, factor) < value
             low = ops.where(too_small, middle, low)
             high = ops.where(too_small, high, middle)
