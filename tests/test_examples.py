@@ -145,6 +145,7 @@ def test_train_faces_from_a_rec_with_bins(tmp_path):
     assert report["saved_model_max_abs_difference"] < 1e-5
 
 
+@pytest.mark.slow  # about a minute: MobileFaceNet under mixed precision, XLA, three exports
 def test_train_faces_recipe_on_fold_pairs_with_a_backbone(tmp_path):
     import numpy as np
     import tensorflow as tf

@@ -163,7 +163,11 @@ def test_formats_this_backend_cannot_export_raise_a_clear_error(tmp_path, file_f
         export.export_embedding_model(training_model()[0], tmp_path / "out", format=file_format)
 
 
-@pytest.mark.parametrize("network", sorted(EXPORTED_NETWORKS))
+# The backbones' exports take ~2.5 minutes together: marked slow, so the default run exports the small CNN.
+EXPORTED_NETWORK_PARAMS = [pytest.param(n, marks=() if n == "small_cnn" else pytest.mark.slow) for n in sorted(EXPORTED_NETWORKS)]
+
+
+@pytest.mark.parametrize("network", EXPORTED_NETWORK_PARAMS)
 @pytest.mark.parametrize("file_format", on_this_backend("onnx", "litert", "tf_saved_model"))
 def test_every_format_equals_keras_in_its_runtime(tmp_path, rng, network, file_format):
     if file_format != "tf_saved_model":

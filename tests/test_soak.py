@@ -6,7 +6,7 @@ keeps pushing, in float32, mixed_float16 and mixed_bfloat16. A callback checks
 every loss and weight after each execution (100 steps) and the gradients on a
 probe batch. All heads (and all metric losses) train side by side in one model,
 each on its own small network, so one XLA compile serves them all. Marked
-slow; the default test run (and CI) includes it.
+slow: `python -m pytest -m slow` runs it, the default run does not.
 """
 
 import keras
