@@ -369,10 +369,10 @@ def evaluate(args, embedder, test_set):
 
 def export(embedder, path, sample_images):
     """Writes a SavedModel of the embedding network; returns the max |difference| after reloading it."""
-    keras_margin.export.export_embedding_model(embedder, path, normalize=True)
+    exported = keras_margin.export.export_embedding_model(embedder, path, normalize=True)  # float32
     reloaded = tf.saved_model.load(str(path))  # keep the reference while serving
     served = reloaded.serve(tf.cast(sample_images, tf.float32))["embeddings"].numpy()
-    expected = embedder.predict_on_batch(sample_images)
+    expected = np.asarray(exported.predict_on_batch(sample_images))
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     return float(np.max(np.abs(served - expected)))
 

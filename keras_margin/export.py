@@ -231,11 +231,11 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
               "input_shape": list(embedder.inputs[0].shape[1:]),
               "threshold": None if threshold is None else float(threshold), "quantize": quantize}
     json.dumps(record)  # fails here, before writing, if `metadata` is not JSON-serializable
+    embedder = float32_copy(embedder)  # `embed` reads this name when it is traced
     if format == "tf_saved_model":
         _write(embedder, embed, path)
         metadata_path(path).write_text(json.dumps(record, indent=2))
         return embedder
-    embedder = float32_copy(embedder)
     images = keras.Input(embedder.inputs[0].shape[1:], name="images")
     serving = keras.Model(images, embed(images), name="serving")
     serving(np.zeros((1, *images.shape[1:]), "float32"))  # Keras exports only models that have been called
@@ -285,8 +285,11 @@ def _float32_policies(config):
 
 
 def export_classifier(model, path, embedding_layer=None):
-    """Writes a SavedModel of `images → {"logits": plain logits of the head}` (closed-set prediction)."""
-    classifier = classifier_model(model, embedding_layer)
+    """Writes a SavedModel of `images → {"logits": plain logits of the head}` (closed-set prediction).
+
+    As for `export_embedding_model`, a mixed-precision model is exported from a float32 copy.
+    """
+    classifier = float32_copy(classifier_model(model, embedding_layer))
 
     def classify(images):
         return {"logits": ops.cast(classifier(images, training=False), "float32")}

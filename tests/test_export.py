@@ -186,10 +186,11 @@ def test_every_format_equals_keras_in_its_runtime(tmp_path, rng, network, file_f
     assert np.max(np.abs(served - keras_embeddings(model, images))) <= 1e-5
 
 
-@pytest.mark.parametrize("file_format", on_this_backend("onnx", "litert"))
+@pytest.mark.parametrize("file_format", on_this_backend("onnx", "litert", "tf_saved_model"))
 def test_a_mixed_float16_model_exports_from_a_float32_copy(tmp_path, rng, file_format):
-    pytest.importorskip("tf2onnx" if file_format == "onnx" else "ai_edge_litert",
-                        reason=f"the [{file_format}] extra is not installed")
+    if file_format != "tf_saved_model":
+        pytest.importorskip("tf2onnx" if file_format == "onnx" else "ai_edge_litert",
+                            reason=f"the [{file_format}] extra is not installed")
     keras.config.set_dtype_policy("mixed_float16")
     model, _ = training_model()
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -197,12 +198,15 @@ def test_a_mixed_float16_model_exports_from_a_float32_copy(tmp_path, rng, file_f
     y = rng.integers(0, 4, size=32)
     model.fit([x, y], y, epochs=2, batch_size=8, verbose=0)
     mixed = keras_embeddings(model, x[:5])
-    path = tmp_path / f"embedder.{'onnx' if file_format == 'onnx' else 'tflite'}"
+    path = tmp_path / {"onnx": "embedder.onnx", "litert": "embedder.tflite", "tf_saved_model": "embedder"}[file_format]
     export.export_embedding_model(model, path, flip=True, format=file_format)
     keras.config.set_dtype_policy("float32")
     twin, _ = training_model()  # the same network in float32, with the trained weights
     twin.set_weights(model.get_weights())
-    served = run_in_runtime(file_format, path, x[:5], tmp_path)
+    if file_format == "tf_saved_model":
+        served, _ = serve(path, x[:5], "embeddings", tmp_path)
+    else:
+        served = run_in_runtime(file_format, path, x[:5], tmp_path)
     assert np.max(np.abs(served - keras_embeddings(twin, x[:5]))) <= 1e-5
     assert np.max(np.abs(served - mixed)) <= 5e-3  # the mixed model's own output, to float16 precision
 
