@@ -22,6 +22,23 @@ def _replica_context():
     return context
 
 
+def _on_replica_device(context, values):
+    """`values` placed on this worker's device when it has only one.
+
+    With one device per worker (MultiWorkerMirroredStrategy), TensorFlow sends
+    an all-reduced or all-gathered tensor to the tensor's own device, and fails
+    ("destinations can not be empty") on a tensor with none set, as a Keras
+    model's output inside the train step can be.
+    """
+    devices = context.strategy.extended.worker_devices
+    if len(devices) != 1:
+        return values
+    import tensorflow as tf
+
+    with tf.device(devices[0]):
+        return [tf.identity(value) for value in values]
+
+
 def in_multi_replica_context():
     """True inside a replica function of a strategy with more than one replica."""
     return _replica_context() is not None
@@ -34,7 +51,7 @@ def cross_replica_sum(values):
         return values
     import tensorflow as tf
 
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, _on_replica_device(context, values))
 
 
 def cross_replica_concat(values):
@@ -47,7 +64,7 @@ def cross_replica_concat(values):
     context = _replica_context()
     if context is None:
         return values
-    return [context.all_gather(value, axis=0) for value in values]
+    return [context.all_gather(value, axis=0) for value in _on_replica_device(context, values)]
 
 
 def share_between_replicas(value):
