@@ -1,4 +1,4 @@
-"""Train a face-embedding network, evaluate it on unseen identities, export it as a SavedModel.
+"""Train a face-embedding network, evaluate it on unseen identities, export it (a SavedModel, or ONNX on PyTorch).
 
 The whole path a face-recognition user takes, on a folder of identities (one
 sub-folder per person), an insightface `.rec` training set (e.g. MS1MV2
@@ -14,8 +14,9 @@ sub-folder per person), an insightface `.rec` training set (e.g. MS1MV2
    accuracy, AUC, EER and TAR at FAR 1e-3 / 1e-2; and / or on insightface's
    `.bin` verification sets during training (`--val lfw.bin,cfp_fp.bin`);
 4. export the embedding network alone as a TensorFlow SavedModel serving
-   L2-normalized embeddings (`keras_margin.export`), check that the reloaded
-   one gives the same embeddings, and write a JSON report.
+   L2-normalized embeddings (`keras_margin.export`; an ONNX file on the PyTorch
+   backend, which cannot write SavedModels), check that the reloaded one gives
+   the same embeddings, and write a JSON report.
 
 Run, e.g. on the ORL faces (40 people × 10 images, grayscale):
 
@@ -367,14 +368,26 @@ def evaluate(args, embedder, test_set):
     return report, next(pairs.as_numpy_iterator())[0]
 
 
-def export(embedder, path, sample_images):
-    """Writes a SavedModel of the embedding network; returns the max |difference| after reloading it."""
-    exported = keras_margin.export.export_embedding_model(embedder, path, normalize=True)  # float32
-    reloaded = tf.saved_model.load(str(path))  # keep the reference while serving
-    served = reloaded.serve(tf.cast(sample_images, tf.float32))["embeddings"].numpy()
+def export(embedder, output_dir, sample_images):
+    """Writes the embedding network; returns `(format, path, max |difference| after reloading it)`.
+
+    A SavedModel where the Keras backend can write one, else (PyTorch) an ONNX file served by onnxruntime.
+    """
+    file_format = keras_margin.export.FORMATS_BY_BACKEND[keras.backend.backend()][0]
+    path = output_dir / ("embedder_savedmodel" if file_format == "tf_saved_model" else "embedder.onnx")
+    exported = keras_margin.export.export_embedding_model(embedder, path, normalize=True, format=file_format)
+    sample_images = np.asarray(sample_images, np.float32)
+    if file_format == "tf_saved_model":
+        reloaded = tf.saved_model.load(str(path))  # keep the reference while serving
+        served = reloaded.serve(tf.constant(sample_images))["embeddings"].numpy()
+    else:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        served = session.run(["embeddings"], {"images": sample_images})[0]
     expected = np.asarray(exported.predict_on_batch(sample_images))
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    return float(np.max(np.abs(served - expected)))
+    return file_format, path, float(np.max(np.abs(served - expected)))
 
 
 def folds(text):
@@ -511,10 +524,9 @@ def main(argv=None):
                   f"TAR@FAR=0.01: {quantized['tar_at_far'][0.01]:.4f}")
     if bin_callback is not None:
         summary["bin_verification"] = {name: json_report(r) for name, r in bin_callback.reports.items()}
-    saved_model = output_dir / "embedder_savedmodel"
-    difference = export(embedder, saved_model, sample_images)
-    print(f"exported the embedding network to {saved_model} (reloaded: max |difference| {difference:.2e})")
-    summary.update(saved_model=str(saved_model), saved_model_max_abs_difference=difference,
+    file_format, path, difference = export(embedder, output_dir, sample_images)
+    print(f"exported the embedding network to {path} (reloaded: max |difference| {difference:.2e})")
+    summary.update(export_format=file_format, exported=str(path), export_max_abs_difference=difference,
                    seconds=time.perf_counter() - start)
     (output_dir / "report.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {output_dir / 'report.json'}")

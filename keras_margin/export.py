@@ -240,13 +240,37 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     serving = keras.Model(images, embed(images), name="serving")
     serving(np.zeros((1, *images.shape[1:]), "float32"))  # Keras exports only models that have been called
     if format == "onnx":
-        try:
-            import tf2onnx  # noqa: F401
-        except ImportError as error:
-            raise ImportError('ONNX export needs tf2onnx: pip install "keras_margin[onnx]"') from error
+        # the TensorFlow backend converts through tf2onnx; every backend names the output with onnx
+        for module in ("tf2onnx", "onnx") if keras.backend.backend() == "tensorflow" else ("onnx",):
+            try:
+                __import__(module)
+            except ImportError as error:
+                raise ImportError(f'ONNX export needs {module}: pip install "keras_margin[onnx]"') from error
     serving.export(str(path), format=format, verbose=False, **converter_options)
+    if format == "onnx":
+        _name_onnx_output(path, "embeddings")
     metadata_path(path).write_text(json.dumps(record, indent=2))
     return embedder
+
+
+def _name_onnx_output(path, name):
+    """Renames the one output of the ONNX file at `path` to `name`.
+
+    Keras names it after the model's output dict on TensorFlow, but the torch
+    exporter numbers it.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    [output] = model.graph.output
+    if output.name == name:
+        return
+    old = output.name
+    for node in model.graph.node:
+        node.output[:] = [name if value == old else value for value in node.output]
+        node.input[:] = [name if value == old else value for value in node.input]
+    output.name = name
+    onnx.save(model, str(path))
 
 
 def _threshold_value(threshold):
@@ -288,7 +312,10 @@ def export_classifier(model, path, embedding_layer=None):
     """Writes a SavedModel of `images → {"logits": plain logits of the head}` (closed-set prediction).
 
     As for `export_embedding_model`, a mixed-precision model is exported from a float32 copy.
+    Raises a `ValueError` on a Keras backend that cannot export a SavedModel
+    (`FORMATS_BY_BACKEND`).
     """
+    check_format_on_backend("tf_saved_model")
     classifier = float32_copy(classifier_model(model, embedding_layer))
 
     def classify(images):

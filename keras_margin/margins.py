@@ -467,6 +467,7 @@ def rank_matched(values, keys):
     (a larger margin for a sample whose target cosine is smaller). Without
     gradient through the ordering.
     """
+    keys = ops.convert_to_tensor(keys)  # the torch backend's stop_gradient takes tensors only
     key_rank = ops.argsort(ops.argsort(ops.stop_gradient(keys)))  # 0 for the smallest key
     descending = ops.flip(ops.sort(values), axis=0)
     return ops.take(descending, key_rank)

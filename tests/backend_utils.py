@@ -1,4 +1,4 @@
-"""Backend-neutral helpers for tests: gradients on TensorFlow or JAX."""
+"""Backend-neutral helpers for tests: gradients on TensorFlow, JAX or PyTorch."""
 
 import keras
 import numpy as np
@@ -68,8 +68,19 @@ def gradients(fn, arrays=(), variables=(), state_of=None, has_aux=False):
             if update is not None:
                 variable.assign(update)
         grads = [np.asarray(g) for g in array_grads + variable_grads]
+    elif backend == "torch":
+        import torch
+
+        tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+        sources = tensors + [v.value for v in variables]
+        value, aux = call(*tensors)
+        # like a tape, which watches trainable variables only: a non-trainable one gets zeros
+        watched = [s for s in sources if s.requires_grad]
+        found = dict(zip(map(id, watched), torch.autograd.grad(value, watched, allow_unused=True)))
+        grads = [found.get(id(s)) for s in sources]
+        grads = [np.zeros(s.shape) if g is None else g.detach().cpu().numpy() for s, g in zip(sources, grads)]
     else:
-        raise NotImplementedError(f"gradients() supports tensorflow and jax, not {backend} (issue 17)")
+        raise NotImplementedError(f"gradients() supports tensorflow, jax and torch, not {backend}")
     if not has_aux:
         return grads
     return grads, keras.tree.map_structure(keras.ops.convert_to_numpy, aux)

@@ -13,6 +13,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 from scipy import stats
 
 import data_utils
@@ -57,11 +58,11 @@ def test_curricular_face_matches_reference_over_training_calls(rng, momentum):
         training = call < 3
         if training:
             t = momentum * t + (1 - momentum) * cosine_of_targets(x, kernel, labels).mean()
-        got = np.asarray(head(x, labels=labels, training=training))
+        got = convert_to_numpy(head(x, labels=labels, training=training))
         want = ref.curricular_logits(x, kernel, labels, 64.0, 0.5, t)
         np.testing.assert_allclose(got / 64.0, want / 64.0, atol=2e-5)
         assert float(head.t) == pytest.approx(t, abs=1e-6)
-    np.testing.assert_allclose(np.asarray(head(x)), 64.0 * ref.cosines(x, kernel), atol=1e-3)
+    np.testing.assert_allclose(convert_to_numpy(head(x)), 64.0 * ref.cosines(x, kernel), atol=1e-3)
 
 
 def test_curricular_face_subcenters_and_hard_negatives_counted(rng):
@@ -69,7 +70,7 @@ def test_curricular_face_subcenters_and_hard_negatives_counted(rng):
     head = built(layers.CurricularFaceHead(NUM_CLASSES, scale=10.0, momentum=0.0, num_subcenters=2), kernel)
     x, labels = batch_with_hard_cases(rng, kernel[:, ::2], batch=64)
     labels = labels % NUM_CLASSES
-    got = np.asarray(head(x, labels=labels, training=True))
+    got = convert_to_numpy(head(x, labels=labels, training=True))
     cos = ref.cosines(x, kernel, 2)
     t = cos[np.arange(64), labels].mean()  # momentum 0: t is this batch's mean
     want = ref.curricular_logits(x, kernel, labels, 10.0, 0.5, t, num_subcenters=2)
@@ -90,7 +91,7 @@ def test_mag_face_matches_reference_with_norms_at_and_beyond_the_clip(rng, easy_
     kernel = rng.normal(size=(DIM, NUM_CLASSES))
     head = built(layers.MagFaceHead(NUM_CLASSES, scale=64.0, easy_margin=easy_margin, **MAGFACE), kernel)
     x, labels = batch_with_hard_cases(rng, kernel, norms=[1.0, 10.0, 10.5, 60.0, 110.0, 250.0], batch=24)
-    got = np.asarray(head(x, labels=labels, training=True))
+    got = convert_to_numpy(head(x, labels=labels, training=True))
     parameters = {k: MAGFACE[k] for k in ("lower_norm", "upper_norm", "lower_margin", "upper_margin")}
     want = ref.magface_logits(x, kernel, labels, 64.0, easy_margin=easy_margin, **parameters)
     np.testing.assert_allclose(got / 64.0, want / 64.0, atol=2e-5)
@@ -137,7 +138,7 @@ def test_ada_face_matches_reference_over_training_calls(rng):
                                   [0.5, 1.0, 99.0, 101.0], [10.0, 30.0, 300.0]]):
         x, labels = batch_with_hard_cases(rng, kernel, norms=norms)
         training = call < 3
-        got = np.asarray(head(x, labels=labels, training=training))
+        got = convert_to_numpy(head(x, labels=labels, training=training))
         want = reference.logits(x, kernel, labels, training)
         np.testing.assert_allclose(got / 64.0, want / 64.0, atol=2e-5)
         assert float(head.norm_mean) == pytest.approx(reference.mean, rel=1e-6)
@@ -157,7 +158,7 @@ def test_ada_face_statistics_start_at_the_official_values_and_need_two_examples(
 
 def recovered_margins(head, x, kernel, labels, scale):
     """The per-sample margin read back from the target logit (cos: c − t; arc: arccos t − θ)."""
-    logits = np.asarray(head(x, labels=labels, training=True), np.float64)
+    logits = convert_to_numpy(head(x, labels=labels, training=True)).astype(np.float64)
     cos = ref.cosines(x, kernel)
     rows = np.arange(len(labels))
     others = np.ones_like(cos, dtype=bool)
@@ -189,7 +190,7 @@ def test_elastic_margins_are_normal_draws_per_sample_and_step(rng, head_class, m
     assert np.abs(first - second).mean() > std / 2  # a new draw every step
     same_seed = built(head_class(NUM_CLASSES, scale=16.0, margin=margin, margin_std=std, seed=3), kernel)
     np.testing.assert_allclose(recovered_margins(same_seed, x, kernel, labels, 16.0), first, atol=1e-5)
-    evaluation = np.asarray(head(x, labels=labels, training=False)) / 16.0
+    evaluation = convert_to_numpy(head(x, labels=labels, training=False)) / 16.0
     cos_y = cosine_of_targets(x, kernel, labels)
     want = np.cos(np.arccos(cos_y) + margin) if head_class is layers.ElasticArcMarginHead else cos_y - margin
     np.testing.assert_allclose(evaluation[np.arange(len(labels)), labels], want, atol=1e-5)
@@ -215,7 +216,7 @@ def test_elastic_arc_fallback_past_pi_minus_the_margin(rng):
     labels = np.array([0, 1, 2])
     x = np.stack([3.0 * ref.rotate_towards(kernel[:, y], t, rng) for y, t in zip(labels, [2.9, 3.0, 3.1])])
     head = built(layers.ElasticArcMarginHead(NUM_CLASSES, scale=1.0, margin=0.5, margin_std=0.0), kernel)
-    got = np.asarray(head(x.astype("float32"), labels=labels, training=True))[np.arange(3), labels]
+    got = convert_to_numpy(head(x.astype("float32"), labels=labels, training=True))[np.arange(3), labels]
     cos_y = cosine_of_targets(x, kernel, labels)
     np.testing.assert_allclose(got, ref.combined_target(cos_y, 1.0, 0.5, 0.0, "continuous"), atol=1e-5)
 
@@ -259,7 +260,7 @@ def test_gradients_finite_at_cos_plus_and_minus_one(rng, name, policy):
 
 def tape_gradient(head, x, labels, weights, training=True):
     def value(x):
-        return keras.ops.sum(weights * head(x, labels=labels, training=training)) + sum(head.losses)
+        return keras.ops.sum(keras.ops.multiply(weights, head(x, labels=labels, training=training))) + sum(head.losses)
 
     return gradients(value, [x.astype("float32")], state_of=head)[0]
 
@@ -325,6 +326,20 @@ def test_mag_face_gradient_is_the_full_derivative(rng):
 FITTED = ["curricular", "magface", "adaface", "elastic_arc_plus", "elastic_cos"]
 
 
+def glorot_uniform_from_numpy(model, seed=0):
+    """Redraws the kernels of `model` with NumPy, so every backend trains from the same weights.
+
+    Keras' initializers draw from the backend's own generator: the same seed
+    gives other weights on each backend, and MagFace's easy margin makes its
+    first epochs depend on where the embeddings start.
+    """
+    rng = np.random.default_rng(seed)
+    for weight in model.trainable_weights:
+        if len(weight.shape) == 2:
+            limit = math.sqrt(6.0 / sum(weight.shape))
+            weight.assign(rng.uniform(-limit, limit, size=weight.shape).astype("float32"))
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_fit_under_xla_learns_and_round_trips(tmp_path, policy):
     """Every adaptive head on its own small network, side by side in one model (one XLA compile)."""
@@ -340,6 +355,7 @@ def test_fit_under_xla_learns_and_round_trips(tmp_path, policy):
         outputs.append(heads[name](embeddings, labels=labels))
         plain.append(heads[name](embeddings))
     model = keras.Model([features, labels], outputs)
+    glorot_uniform_from_numpy(model)
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(keras.optimizers.Adam(0.01), [cross_entropy] * len(FITTED), jit_compile=True)
     history = model.fit([x, y], tuple([y] * len(FITTED)), epochs=8, batch_size=32, verbose=0).history
@@ -377,7 +393,7 @@ def test_partial_fc_keeping_every_class_equals_the_full_head(rng, name):
     partial.kernel.assign(kernel.T)  # Partial FC stores one class per row
     want = keras.ops.convert_to_numpy(keras.ops.sparse_categorical_crossentropy(
         labels, full(x, labels=labels, training=True), from_logits=True))
-    got = np.asarray(partial(x, labels=labels, training=True))  # a Partial FC step returns the per-example loss
+    got = convert_to_numpy(partial(x, labels=labels, training=True))  # a Partial FC step returns the per-example loss
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

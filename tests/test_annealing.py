@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 
 import reference as ref
 from keras_margin import layers
@@ -49,6 +50,6 @@ def test_logits_use_the_lambda_of_the_step_before_the_update(rng):
     head.build((None, 4))
     head.kernel.assign(kernel)
     for step in range(3):
-        got = np.asarray(head(x, labels=labels, training=True))
+        got = convert_to_numpy(head(x, labels=labels, training=True))
         want = ref.sphere_logits(x, kernel, labels, 4, ref.annealed_lambda(step, 10.0, 1.0, 1.0, 0.0))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

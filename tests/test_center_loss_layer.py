@@ -7,6 +7,7 @@ import pytest
 from backend_utils import gradients
 from keras_margin import layers
 
+pytestmark = pytest.mark.jax_ci  # backend-neutral: CI runs it on JAX too
 NUM_CLASSES, DIM = 4, 3
 
 

@@ -51,6 +51,14 @@ def normalized(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+writes_saved_models = pytest.mark.skipif(
+    "tf_saved_model" not in export.FORMATS_BY_BACKEND[keras.backend.backend()],
+    reason=f"Keras cannot export a SavedModel from the {keras.backend.backend()} backend "
+           "(test_formats_this_backend_cannot_export)",
+)
+
+
+@writes_saved_models
 @pytest.mark.parametrize("normalize, flip", [(True, False), (True, True), (False, False)])
 def test_exported_embeddings_match_keras_without_keras_margin(tmp_path, rng, normalize, flip):
     model, _ = training_model()
@@ -69,6 +77,7 @@ def test_exported_embeddings_match_keras_without_keras_margin(tmp_path, rng, nor
         assert np.max(np.abs(served - expected)) <= 1e-5
 
 
+@writes_saved_models
 def test_exported_classifier_gives_the_plain_logits(tmp_path, rng):
     model, head = training_model(center_loss=False)
     images = rng.normal(size=(6, *IMAGE_SHAPE)).astype("float32")
@@ -84,9 +93,14 @@ def test_an_embedding_network_exports_as_is(tmp_path, rng):
     inputs = keras.Input((4,))
     embedder = keras.Model(inputs, keras.layers.Dense(3)(inputs))
     assert export.embedding_model(embedder) is embedder
-    export.export_embedding_model(embedder, tmp_path / "e", normalize=False)
+    file_format = export.FORMATS_BY_BACKEND[keras.backend.backend()][0]  # a SavedModel where the backend can
+    path = tmp_path / ("e.onnx" if file_format == "onnx" else "e")
+    export.export_embedding_model(embedder, path, normalize=False, format=file_format)
     x = rng.normal(size=(3, 4)).astype("float32")
-    served, _ = serve(tmp_path / "e", x, "embeddings", tmp_path)
+    if file_format == "tf_saved_model":
+        served, _ = serve(path, x, "embeddings", tmp_path)
+    else:
+        served = run_in_runtime(file_format, path, x, tmp_path)
     np.testing.assert_allclose(served, embedder.predict(x, verbose=0), atol=1e-6)
 
 
@@ -161,6 +175,9 @@ UNEXPORTABLE_HERE = [f for f in export.FORMATS if f not in export.FORMATS_BY_BAC
 def test_formats_this_backend_cannot_export_raise_a_clear_error(tmp_path, file_format):
     with pytest.raises(ValueError, match=rf"format='{file_format}' cannot be exported from the .* backend.*TensorFlow"):
         export.export_embedding_model(training_model()[0], tmp_path / "out", format=file_format)
+    if file_format == "tf_saved_model":  # the classifier is a SavedModel too
+        with pytest.raises(ValueError, match=r"format='tf_saved_model' cannot be exported from the .* backend"):
+            export.export_classifier(training_model(center_loss=False)[0], tmp_path / "classifier")
 
 
 # The backbones' exports take ~2.5 minutes together: marked slow, so the default run exports the small CNN.

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 
 import reference as ref
 from keras_margin import layers
@@ -24,7 +25,7 @@ def logits(head, x, kernel, labels=None):
     if not head.built:
         head.build((None, DIM))
     head.kernel.assign(kernel)
-    return np.asarray(head(x) if labels is None else head(x, labels=labels))
+    return convert_to_numpy(head(x) if labels is None else head(x, labels=labels))
 
 
 @pytest.mark.parametrize(

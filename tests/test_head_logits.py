@@ -5,10 +5,12 @@ import math
 import keras
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 
 import reference as ref
 from keras_margin import layers
 
+pytestmark = pytest.mark.jax_ci  # backend-neutral: CI runs it on JAX too
 NUM_CLASSES, DIM = 7, 16
 
 
@@ -52,10 +54,10 @@ ARC_CASES = [
 def test_arc_margin_head_matches_reference(rng, kwargs, fallback, gradient):
     for x, kernel, labels in [random_case(rng), angled_case(rng, angles_near(kwargs["margin"]))]:
         head = built_head(layers.ArcMarginHead(NUM_CLASSES, gradient=gradient, **kwargs), kernel)
-        got = np.asarray(head(x, labels=labels))
+        got = convert_to_numpy(head(x, labels=labels))
         want = ref.arc_logits(x, kernel, labels, 64.0, 0.5, fallback)
         np.testing.assert_allclose(got / 64.0, want / 64.0, atol=1e-4)
-        np.testing.assert_allclose(np.asarray(head(x)), ref.arc_logits(x, kernel, None, 64.0, 0.5), atol=1e-4)
+        np.testing.assert_allclose(convert_to_numpy(head(x)), ref.arc_logits(x, kernel, None, 64.0, 0.5), atol=1e-4)
 
 
 @pytest.mark.parametrize("margin", [0.2, 0.35, 0.7])
@@ -63,9 +65,9 @@ def test_cos_margin_head_matches_reference(rng, margin):
     for x, kernel, labels in [random_case(rng), angled_case(rng, angles_near(0.5))]:
         head = built_head(layers.CosMarginHead(NUM_CLASSES, scale=30.0, margin=margin), kernel)
         np.testing.assert_allclose(
-            np.asarray(head(x, labels=labels)) / 30, ref.cos_logits(x, kernel, labels, 30.0, margin) / 30, atol=1e-5
+            convert_to_numpy(head(x, labels=labels)) / 30, ref.cos_logits(x, kernel, labels, 30.0, margin) / 30, atol=1e-5
         )
-        np.testing.assert_allclose(np.asarray(head(x)) / 30, ref.cos_logits(x, kernel, None, 30.0, margin) / 30, atol=1e-5)
+        np.testing.assert_allclose(convert_to_numpy(head(x)) / 30, ref.cos_logits(x, kernel, None, 30.0, margin) / 30, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +80,7 @@ def test_combined_margin_head_matches_reference(rng, m1, m2, m3, fallback):
     thetas = [0.0, 1e-3, 1e-2, limit - 1e-2, limit + 1e-2, 2.0, math.pi - 1e-2, math.pi]
     for x, kernel, labels in [random_case(rng), angled_case(rng, thetas)]:
         head = built_head(layers.CombinedMarginHead(NUM_CLASSES, scale=64.0, m1=m1, m2=m2, m3=m3, fallback=fallback), kernel)
-        got = np.asarray(head(x, labels=labels))
+        got = convert_to_numpy(head(x, labels=labels))
         want = ref.combined_logits(x, kernel, labels, 64.0, m1, m2, m3, fallback)
         # m1 ≠ 1 goes through arccos: at θ ≈ 0 a float32 cosine error of ~1e-7
         # moves θ by ~5e-4, hence the looser bound in cosine units.
@@ -95,9 +97,11 @@ def test_sphere_margin_head_matches_reference(rng, margin, lam):
             layers.SphereMarginHead(NUM_CLASSES, margin=margin, lambda_base=lam, lambda_min=lam), kernel
         )
         norm = np.linalg.norm(x, axis=1, keepdims=True)
-        got = np.asarray(head(x, labels=labels))
+        got = convert_to_numpy(head(x, labels=labels))
         np.testing.assert_allclose(got / norm, ref.sphere_logits(x, kernel, labels, margin, lam) / norm, atol=5e-5)
-        np.testing.assert_allclose(np.asarray(head(x)) / norm, ref.sphere_logits(x, kernel, None, margin, lam) / norm, atol=5e-6)
+        np.testing.assert_allclose(
+            convert_to_numpy(head(x)) / norm, ref.sphere_logits(x, kernel, None, margin, lam) / norm, atol=5e-6
+        )
 
 
 @pytest.mark.parametrize("margin", [1, 2, 3, 4])
@@ -109,9 +113,11 @@ def test_large_margin_head_matches_reference(rng, margin, lam):
             layers.LargeMarginHead(NUM_CLASSES, margin=margin, lambda_base=lam, lambda_min=lam), kernel
         )
         radius = np.linalg.norm(x, axis=1, keepdims=True) * np.linalg.norm(kernel, axis=0, keepdims=True)
-        got = np.asarray(head(x, labels=labels))
+        got = convert_to_numpy(head(x, labels=labels))
         np.testing.assert_allclose(got / radius, ref.large_logits(x, kernel, labels, margin, lam) / radius, atol=5e-5)
-        np.testing.assert_allclose(np.asarray(head(x)) / radius, ref.large_logits(x, kernel, None, margin, lam) / radius, atol=5e-6)
+        np.testing.assert_allclose(
+            convert_to_numpy(head(x)) / radius, ref.large_logits(x, kernel, None, margin, lam) / radius, atol=5e-6
+        )
 
 
 @pytest.mark.parametrize("head_cls,ref_fn", [
@@ -125,22 +131,22 @@ def test_subcenters_use_the_closest_subcenter(rng, head_cls, ref_fn):
     kwargs = dict(lambda_base=5.0) if head_cls is layers.SphereMarginHead else {}
     head = built_head(head_cls(NUM_CLASSES, num_subcenters=3, **kwargs), kernel)
     assert tuple(head.kernel.shape) == (DIM, NUM_CLASSES * 3)
-    np.testing.assert_allclose(np.asarray(head(x, labels=labels)), ref_fn(x, kernel, labels, 3), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(convert_to_numpy(head(x, labels=labels)), ref_fn(x, kernel, labels, 3), rtol=1e-4, atol=1e-3)
 
 
 def test_normalized_dense_is_scaled_cosine(rng):
     x, kernel, _ = random_case(rng)
     layer = built_head(layers.NormalizedDense(NUM_CLASSES, scale=16.0), kernel)
-    np.testing.assert_allclose(np.asarray(layer(x)), 16.0 * ref.cosines(x, kernel), atol=1e-5)
+    np.testing.assert_allclose(convert_to_numpy(layer(x)), 16.0 * ref.cosines(x, kernel), atol=1e-5)
 
 
 def test_labels_of_every_accepted_form_give_the_same_logits(rng):
     x, kernel, labels = random_case(rng)
     head = built_head(layers.ArcMarginHead(NUM_CLASSES), kernel)
-    want = np.asarray(head(x, labels=labels.astype("int32")))
+    want = convert_to_numpy(head(x, labels=labels.astype("int32")))
     for form in (labels.astype("int64"), labels.astype("uint8"), labels.astype("float32"),
                  labels.reshape(-1, 1).astype("int32"), labels.reshape(-1, 1).astype("float32")):
-        np.testing.assert_array_equal(np.asarray(head(x, labels=keras.ops.convert_to_tensor(form))), want)
+        np.testing.assert_array_equal(convert_to_numpy(head(x, labels=keras.ops.convert_to_tensor(form))), want)
 
 
 @pytest.mark.parametrize("head_cls,ref_fn", [
@@ -159,7 +165,7 @@ def test_radius_heads_stay_finite_under_float16_when_logits_exceed_its_range(rng
     bound = np.linalg.norm(x, axis=1).max() * np.linalg.norm(kernel, axis=0).max()
     assert np.abs(ref_fn(x, kernel, None)).max() > 65504
     for labels_arg in (labels, None):
-        got = np.asarray(head(x, labels=labels_arg))
+        got = convert_to_numpy(head(x, labels=labels_arg))
         assert got.dtype == np.float32 and np.all(np.isfinite(got))
         # float16 carries ~3 significant digits of the rescaled product
         np.testing.assert_allclose(got, ref_fn(x, kernel, labels_arg), atol=2e-3 * bound)
@@ -172,6 +178,6 @@ def test_insightface_fallback_never_raises_the_target_for_a_margin_just_below_pi
     x[-1] = 0.0  # the zero embedding: cos θ = 0 for every class
     head = built_head(layers.ArcMarginHead(NUM_CLASSES, scale=37.0, margin=margin, fallback="insightface"), kernel)
     rows = np.arange(len(labels))
-    target = np.asarray(head(x, labels=labels))[rows, labels]
-    plain = np.asarray(head(x))[rows, labels]
+    target = convert_to_numpy(head(x, labels=labels))[rows, labels]
+    plain = convert_to_numpy(head(x))[rows, labels]
     assert np.all(target <= plain), target - plain

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 
 import reference as ref
 from backend_utils import input_gradient
 from keras_margin import losses
 
+pytestmark = pytest.mark.jax_ci  # backend-neutral: CI runs it on JAX too
 DISTANCES = ["squared_euclidean", "euclidean", "cosine"]
 MINING = ["semi_hard", "batch_hard", "batch_all"]
 
@@ -72,7 +74,7 @@ def test_pair_form_contrastive_loss():
     same = np.array([1, 0, 0, 1, 0], "float32")
     d = np.array([0.3, 0.2, 1.4, 0.0, 0.99], "float32")
     want = [0.5 * 0.09, 0.5 * 0.64, 0.0, 0.0, 0.5 * 0.01**2]
-    np.testing.assert_allclose(np.asarray(losses.contrastive_loss(same, d, margin=1.0)), want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(convert_to_numpy(losses.contrastive_loss(same, d, margin=1.0)), want, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("loss", [
