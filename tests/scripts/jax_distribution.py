@@ -39,11 +39,6 @@ HEAD_PARTS = ["normalized_dense", *HEADS]
 ROW_MAJOR_KERNEL_PARTS = {"arc_partial_fc", "arc_partial_fc_sampled"}
 
 
-def head_layer(model):
-    """The layer that owns the class kernel (the model's last layer)."""
-    return model.layers[-1]
-
-
 def train(part, distribution=None):
     """Fits `part` for 20 steps, under `distribution` when one is given."""
     scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
@@ -55,23 +50,18 @@ def train(part, distribution=None):
     return model, history.history["loss"]
 
 
-def model_parallel():
+def model_parallel(part):
+    """ModelParallel on a (batch 2, model 4) mesh, the class axis of the head's kernel over "model"."""
     mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), devices=jax.devices())
-    layout_map = keras.distribution.LayoutMap(mesh)
-    layout_map[r".*(head|normalized_dense).*/kernel"] = (None, "model")
-    return keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
-
-
-def row_major_model_parallel():
-    mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), devices=jax.devices())
-    layout_map = keras.distribution.LayoutMap(mesh)
-    layout_map[r".*head.*/kernel"] = ("model", None)
+    layout_map = keras.distribution.LayoutMap(mesh)  # keys are full-match regexes of variable paths
+    row_major = part in ROW_MAJOR_KERNEL_PARTS  # a Partial FC head stores one class per row
+    layout_map[r".*(head|normalized_dense).*/kernel"] = ("model", None) if row_major else (None, "model")
     return keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
 
 
 def kernel_placement(model):
     """The class kernel's partition spec, and the largest share of its bytes on one device."""
-    value = head_layer(model).kernel.value
+    value = model.layers[-1].kernel.value  # the head is the model's last layer
     shard_bytes = [shard.data.nbytes for shard in value.addressable_shards]
     return {
         "kernel_spec": [axis for axis in value.sharding.spec],
@@ -87,7 +77,7 @@ def compare(part, mode):
     if mode == "data_parallel":
         distribution = keras.distribution.DataParallel(devices=jax.devices())
     else:
-        distribution = row_major_model_parallel() if part in ROW_MAJOR_KERNEL_PARTS else model_parallel()
+        distribution = model_parallel(part)
     many_model, many_loss = train(part, distribution)
     one_weights = [np.asarray(w) for w in one_model.weights]
     many_weights = [np.asarray(w) for w in many_model.weights]
