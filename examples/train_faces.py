@@ -357,9 +357,11 @@ def evaluate(args, embedder, test_set):
     preprocess = data.face_preprocessing(args.image_size, args.channels)
     pairs = test_set.verification_pairs(args.num_pairs, seed=args.seed, preprocess=preprocess).batch(256)
     first, second, same = [], [], []
-    for a, b, s in pairs.as_numpy_iterator():  # NumPy batches serve every Keras backend
-        first.append(embedder.predict_on_batch(a))
-        second.append(embedder.predict_on_batch(b))
+    # NumPy batches serve every Keras backend; copied, because torch.compile (a PyTorch model compiled with
+    # jit_compile=True) rejects NumPy views of TensorFlow's memory, which is what as_numpy_iterator yields
+    for a, b, s in pairs.as_numpy_iterator():
+        first.append(embedder.predict_on_batch(np.array(a)))
+        second.append(embedder.predict_on_batch(np.array(b)))
         same.append(s)
     report = metrics.verification_report(
         np.concatenate(first), np.concatenate(second), np.concatenate(same),

@@ -73,8 +73,9 @@ def main():
         pairs = held_out.verification_pairs(args.num_pairs, seed=args.seed, preprocess=data.scale_to_unit_range)
         first, second, same = [], [], []
         for a, b, s in pairs.batch(500).as_numpy_iterator():
-            first.append(embedder.predict_on_batch(a))
-            second.append(embedder.predict_on_batch(b))
+            # copies: torch.compile (jit_compile=True on PyTorch) rejects NumPy views of TensorFlow's memory
+            first.append(embedder.predict_on_batch(np.array(a)))
+            second.append(embedder.predict_on_batch(np.array(b)))
             same.append(s)
     report = metrics.verification_report(
         np.concatenate(first), np.concatenate(second), np.concatenate(same), num_folds=min(10, args.num_pairs // 2)

@@ -20,6 +20,17 @@ from keras_margin import export, verify
 SHAPE = (24, 24, 3)
 EXPORTS = {"embedder.onnx": "onnx", "embedder.tflite": "litert"}
 EXPORTABLE = export.FORMATS_BY_BACKEND[keras.backend.backend()]
+HERE = EXPORTABLE[0]  # a SavedModel where this backend writes one, else (PyTorch) ONNX
+
+
+def here(root, stem):
+    """Where a model in this backend's first format goes: a SavedModel folder or an .onnx file."""
+    return root / (stem if HERE == "tf_saved_model" else f"{stem}.onnx")
+
+
+def export_here(embedder, root, stem, **kwargs):
+    export.export_embedding_model(embedder, here(root, stem), format=HERE, **kwargs)
+    return here(root, stem)
 
 
 def exported_here(name):
@@ -37,8 +48,8 @@ def exported(tmp_path_factory):
     x = keras.layers.Conv2D(4, 3, activation="relu")(images)
     embedder = keras.Model(images, keras.layers.Dense(6)(keras.layers.Flatten()(x)))
     root = tmp_path_factory.mktemp("verify")
-    export.export_embedding_model(embedder, root / "with_threshold", threshold=0.5)
-    export.export_embedding_model(embedder, root / "plain")
+    export_here(embedder, root, "with_threshold", threshold=0.5)
+    export_here(embedder, root, "plain")
     for name, file_format in EXPORTS.items():
         if file_format in EXPORTABLE:
             export.export_embedding_model(embedder, root / name, format=file_format, threshold=0.5)
@@ -74,7 +85,7 @@ def test_identify_ranks_identities_by_their_best_image_and_caches(exported, tmp_
         (gallery / identity).mkdir(parents=True)
         for name in names:
             (gallery / identity / f"{name}.png").write_bytes((root / f"{name}.png").read_bytes())
-    model = verify.Embedder(root / "with_threshold")
+    model = verify.Embedder(here(root, "with_threshold"))
     matches, decision, _ = verify.identify(model, gallery, root / "c.png", top_k=5)
     probe = keras_embedding(embedder, pictures["c"])
     expected = {"ann": keras_embedding(embedder, pictures["a"]) @ probe,
@@ -99,16 +110,16 @@ def run_cli(*args):
 
 def test_command_line(exported, tmp_path, capsys):
     root, _, _ = exported
-    result = run_cli("compare", root / "with_threshold", root / "a.png", root / "a.png")  # `python -m` wiring
+    result = run_cli("compare", here(root, "with_threshold"), root / "a.png", root / "a.png")  # `python -m` wiring
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cosine similarity 1.0000: same person (threshold 0.5000)" in result.stdout
     with pytest.raises(SystemExit) as exit_info:
-        verify.main(["compare", str(root / "plain"), str(root / "a.png"), str(root / "b.png")])
+        verify.main(["compare", str(here(root, "plain")), str(root / "a.png"), str(root / "b.png")])
     assert exit_info.value.code == 2 and "needs a threshold" in capsys.readouterr().err
     gallery = tmp_path / "gallery"
     (gallery / "ann").mkdir(parents=True)
     (gallery / "ann" / "a.png").write_bytes((root / "a.png").read_bytes())
-    identify = ["identify", str(root / "with_threshold"), str(gallery), str(root / "a.png"), "--top-k", "1"]
+    identify = ["identify", str(here(root, "with_threshold")), str(gallery), str(root / "a.png"), "--top-k", "1"]
     assert verify.main(identify) == 0
     output = capsys.readouterr().out
     assert output.splitlines()[0].startswith("1. ann  1.0000") and "identified: ann" in output
@@ -118,31 +129,31 @@ def test_command_line(exported, tmp_path, capsys):
 
 def test_errors_and_metadata(exported, tmp_path):
     root, embedder, _ = exported
-    assert export.read_metadata(root / "plain")["threshold"] is None
-    assert export.read_metadata(root / "with_threshold")["format"] == "tf_saved_model"
+    assert export.read_metadata(here(root, "plain"))["threshold"] is None
+    assert export.read_metadata(here(root, "with_threshold"))["format"] == HERE
     if "onnx" in EXPORTABLE:
         assert export.read_metadata(root / "embedder.onnx")["format"] == "onnx"
     with pytest.raises(ValueError, match="SavedModel folder, an .onnx or a .tflite"):
         (tmp_path / "model.h5").write_bytes(b"")
         verify.Embedder(tmp_path / "model.h5")
-    model = verify.Embedder(root / "plain")
+    model = verify.Embedder(here(root, "plain"))
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="Cannot read the image"):
         verify.compare(model, tmp_path / "broken.png", root / "a.png")
     with pytest.raises(ValueError, match="gallery"):
         verify.identify(model, tmp_path / "nowhere", root / "a.png")
     with pytest.raises(TypeError):
-        export.export_embedding_model(embedder, tmp_path / "x", metadata={"bad": object()})
-    export.export_embedding_model(embedder, tmp_path / "from_report", threshold={"threshold": 0.25, "accuracy": 1})
+        export_here(embedder, tmp_path, "x", metadata={"bad": object()})
+    from_report = export_here(embedder, tmp_path, "from_report", threshold={"threshold": 0.25, "accuracy": 1})
 
     class Evaluated:  # a VerificationCallback after an evaluation
         last_report = {"threshold": 0.75}
 
-    export.export_embedding_model(embedder, tmp_path / "from_callback", threshold=Evaluated())
-    assert export.read_metadata(tmp_path / "from_report")["threshold"] == 0.25
-    assert export.read_metadata(tmp_path / "from_callback")["threshold"] == 0.75
+    from_callback = export_here(embedder, tmp_path, "from_callback", threshold=Evaluated())
+    assert export.read_metadata(from_report)["threshold"] == 0.25
+    assert export.read_metadata(from_callback)["threshold"] == 0.75
     with pytest.raises(ValueError, match="has evaluated"):
-        export.export_embedding_model(embedder, tmp_path / "y", threshold="high")
+        export_here(embedder, tmp_path, "y", threshold="high")
 
 
 RAW = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "celeba_raw_sample"
@@ -157,7 +168,7 @@ def test_compare_with_alignment_matches_the_aligned_crop(exported):
     root, _, _ = exported
     photo = next(p for p in sorted(RAW.glob("*/*.jpg")) if (CROPS / p.parent.name / p.name).exists())
     crop = CROPS / photo.parent.name / photo.name
-    model = verify.Embedder(root / "with_threshold")
+    model = verify.Embedder(here(root, "with_threshold"))
     aligned = verify.load_images([photo], model.input_shape, align=True)[0]
     reference = verify.load_images([crop], model.input_shape)[0]
     assert np.abs(aligned - reference).mean() < 0.15  # in [-1, 1] units: the same face, aligned alike
