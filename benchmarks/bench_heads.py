@@ -10,6 +10,7 @@ steps (forward, backward, optimizer update) and reports the median.
     python benchmarks/bench_heads.py                         # B=256, d=512, C in {10k, 100k}
     python benchmarks/bench_heads.py --classes 1000 --repeats 5 --parts floor arcface
     KERAS_BACKEND=jax python benchmarks/bench_heads.py       # e.g. on a GPU
+    KERAS_BACKEND=torch python benchmarks/bench_heads.py     # jit_compile=True is torch.compile there
 
 Prints a Markdown table (median ms/step, ratio to the floor with the same
 jit setting, peak memory) and writes the rows to a JSON file.
@@ -165,7 +166,7 @@ def main():
     rows = []
     print(f"backend {keras.backend.backend()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; B={args.batch}, d={args.dim}, sample_rate={args.sample_rate}", flush=True)
-    print("\n| part | C | XLA | median ms/step | × floor | peak memory (MB) |")
+    print("\n| part | C | jit_compile (XLA; torch.compile on PyTorch) | median ms/step | × floor | peak memory (MB) |")
     print("|---|---|---|---|---|---|")
     for classes in args.classes:
         for jit in jits:
