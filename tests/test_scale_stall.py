@@ -4,10 +4,12 @@ Four MNIST digits (the raw files in ../shared/data), the examples' small CNN
 (no batch normalization) with a 16-D embedding, SGD with momentum, 256 steps.
 With the paper's s = 64 and m = 0.5 from the first step the loss flattens
 out high and the features separate the four classes only about half the time
-(measured: 52% and 51% training accuracy for seeds 0 and 1); warming the
-margin up over the first half lifts that to about 70%. With the package's
-default scale (16) and the same warm-up, or with the AdaCos scale
-√2·ln(C − 1), the loss keeps falling and the classes separate (over 95%).
+(measured: 52% and 51% training accuracy for seeds 0 and 1 on TensorFlow, 50%
+on JAX and 67% on PyTorch, whose initial weights differ). Warming the margin
+up over the first half does not rescue it: about 70% on TensorFlow and JAX,
+51% on PyTorch. With the package's default scale (16) and the same warm-up,
+or with the AdaCos scale √2·ln(C − 1), the loss keeps falling and the classes
+separate (over 95%): the scale is the cause.
 Plain-logit accuracy is checked against the labels; the loss values are
 Keras' own history.
 """
@@ -58,11 +60,11 @@ def train(data, **head_options):
 
 def test_arcface_at_scale_64_stalls_and_the_default_and_auto_scales_train(four_digits):
     paper_losses, paper_accuracy = train(four_digits, scale=64.0)
-    assert paper_losses[-1] > 5.0 and paper_losses[-1] > 0.9 * paper_losses[-2], paper_losses  # flat and high
+    assert paper_losses[-1] > 5.0, paper_losses  # still high after 4 epochs
     assert paper_accuracy < 0.75, paper_accuracy
 
-    warm_losses, warm_accuracy = train(four_digits, scale=64.0, margin_warmup_steps=128)
-    assert warm_accuracy > paper_accuracy + 0.05, (warm_accuracy, paper_accuracy)
+    _, warm_accuracy = train(four_digits, scale=64.0, margin_warmup_steps=128)
+    assert warm_accuracy < 0.75, warm_accuracy  # warm-up alone does not fix s = 64 here
 
     for options in ({"margin_warmup_steps": 128}, {"scale": "auto", "margin_warmup_steps": 128}):
         losses, accuracy = train(four_digits, **options)

@@ -43,6 +43,8 @@ LOSSES = {
     "triplet_batch_all": lambda: losses.TripletLoss(margin=0.5, mining="batch_all", soft=True),
 }
 POLICIES = ["float32", "mixed_float16", "mixed_bfloat16"]
+# Keras on PyTorch runs one step per execution; there the callback checks every STEPS_PER_EXECUTION-th step
+PER_EXECUTION = 1 if keras.backend.backend() == "torch" else STEPS_PER_EXECUTION
 
 
 def noisy_data():
@@ -56,13 +58,16 @@ def noisy_data():
 class AssertFinite(keras.callbacks.Callback):
     """Fails the run at the first non-finite loss, weight or probe gradient."""
 
-    def __init__(self, probe_inputs, probe_labels, loss_functions):
+    def __init__(self, probe_inputs, probe_labels, loss_functions, every=1):
         super().__init__()
         self.probe_inputs, self.probe_labels = probe_inputs, probe_labels
         self.loss_functions = loss_functions
-        self.checks = 0
+        self.every, self.calls, self.checks = every, 0, 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self.calls += 1
+        if self.calls % self.every:
+            return
         for key, value in logs.items():
             assert np.isfinite(value), f"{key} = {value} at batch {batch}"
         for weight in self.model.weights:
@@ -82,9 +87,9 @@ class AssertFinite(keras.callbacks.Callback):
 def soak(model, inputs, labels, loss_functions):
     """Fits `model` (one output per loss function) for STEPS steps under XLA, checking as it goes."""
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=list(loss_functions), jit_compile=True,
-                  steps_per_execution=STEPS_PER_EXECUTION)
+                  steps_per_execution=PER_EXECUTION)
     probe = (inputs[:BATCH] if not isinstance(inputs, list) else [i[:BATCH] for i in inputs]), labels[:BATCH]
-    check = AssertFinite(*probe, loss_functions)
+    check = AssertFinite(*probe, loss_functions, every=STEPS_PER_EXECUTION // PER_EXECUTION)
     targets = tuple([labels] * len(loss_functions))
     dataset = tf.data.Dataset.from_tensor_slices((tuple(inputs) if isinstance(inputs, list) else inputs, targets))
     dataset = dataset.shuffle(256, seed=0).repeat().batch(BATCH, drop_remainder=True)
