@@ -36,8 +36,9 @@ def gradients(fn, arrays=(), variables=(), state_of=None, has_aux=False):
     values; the non-trainable variables of `state_of` (a layer or model) that
     `fn` assigned are written back afterwards, so state advances as it would
     on TensorFlow. On PyTorch, autograd differentiates the eager call, whose
-    state updates already happened in place. Returns a list of NumPy arrays, one per array then one per
-    variable (a variable `fn` does not use gets zeros). With `has_aux`, `fn`
+    state updates already happened in place. Returns a list of NumPy arrays,
+    one per array then one per variable (a variable `fn` does not use gets
+    zeros). With `has_aux`, `fn`
     returns `(value, aux)` and the result is `(gradients, aux as NumPy)`.
     """
     arrays, variables = [np.asarray(a) for a in arrays], list(variables)

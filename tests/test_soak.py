@@ -62,11 +62,10 @@ class AssertFinite(keras.callbacks.Callback):
         super().__init__()
         self.probe_inputs, self.probe_labels = probe_inputs, probe_labels
         self.loss_functions = loss_functions
-        self.every, self.calls, self.checks = every, 0, 0
+        self.every, self.checks = every, 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self.calls += 1
-        if self.calls % self.every:
+        if (batch + 1) % self.every:  # `batch`: the index of the last step this execution ran
             return
         for key, value in logs.items():
             assert np.isfinite(value), f"{key} = {value} at batch {batch}"
