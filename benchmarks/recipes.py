@@ -9,6 +9,7 @@ final training loss, and writes everything to a JSON file.
     python benchmarks/recipes.py --suite mnist --data-dir ../shared/data/tfds
     python benchmarks/recipes.py --suite orl --only arcface-default softmax --seeds 0
     python benchmarks/recipes.py --suite celeba --data-dir /tmp/tfds --only softmax arcface-default
+    python benchmarks/recipes.py --suite celeba --reuse --only softmax arcface-default  # runs only what is missing
 
 Suites:
   orl:   ../shared/data/faces/orl (40 people × 10 images), 30 people train, 10 held out.
@@ -90,26 +91,35 @@ RECIPES = {
 }
 
 
-def run(suite, recipe, seed, data_dir, output_root, extra=()):
+def run(suite, recipe, seed, data_dir, output_root, extra=(), reuse=False):
+    """One training run's summary; with `reuse`, that of an earlier run of the same command where there is one."""
     output_dir = output_root / suite / f"{recipe}-seed{seed}"
     command = [sys.executable, str(TRAIN_FACES), *SUITES[suite], *RECIPES[recipe], *extra,
                "--seed", str(seed), "--output-dir", str(output_dir)]
     if data_dir:
         command += ["--data-dir", data_dir]
+    shown = " ".join(["python", *command[1:]])
+    summary_path = output_dir / "summary.json"
+    if reuse and summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if summary["command"] == shown:
+            return summary
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
     report = json.loads((output_dir / "report.json").read_text())
     verification = report["verification"]
-    return {
+    summary = {
         "accuracy": verification["accuracy"],
         "tar@far=1e-2": verification["tar_at_far"]["0.01"],
         "auc": verification["auc"],
         "final_loss": report["history"]["loss"][-1],
         "seconds": time.perf_counter() - start,
-        "command": " ".join(["python", *command[1:]]),
+        "command": shown,
     }
+    summary_path.write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def main():
@@ -120,6 +130,8 @@ def main():
     parser.add_argument("--data-dir", default=None, help="tfds data_dir (MNIST; where ORL is prepared)")
     parser.add_argument("--output-dir", default="recipes_output")
     parser.add_argument("--json", default=None, help="results file (default: <output-dir>/<suite>.json)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a run's result from its output folder where the same command already ran")
     parser.add_argument("--curves", action="store_true",
                         help="celeba: log per-epoch verification and angle quantiles (train_faces.py --curves)")
     args = parser.parse_args()
@@ -130,7 +142,7 @@ def main():
     output_root = pathlib.Path(args.output_dir)
     results = {}
     for recipe in args.only or RECIPES:
-        runs = [run(args.suite, recipe, seed, args.data_dir, output_root, extra) for seed in args.seeds]
+        runs = [run(args.suite, recipe, seed, args.data_dir, output_root, extra, args.reuse) for seed in args.seeds]
         results[recipe] = {"options": RECIPES[recipe], "runs": runs}
         accuracy = [r["accuracy"] for r in runs]
         print(f"{recipe}: accuracy {np.mean(accuracy):.4f} ± {np.std(accuracy):.4f} "
