@@ -72,6 +72,28 @@ def test_from_folder_labels_and_pixels_match_the_files(tmp_path):
     np.testing.assert_array_equal(np.bincount(dataset.labels()), [3, 1, 4])
 
 
+def test_from_folder_waits_while_another_process_prepares_the_same_folder(tmp_path):
+    import threading
+
+    fcntl = pytest.importorskip("fcntl", reason="the preparation lock is a POSIX flock")
+
+    write_identity_folder(tmp_path / "faces", counts=[3, 1, 4])
+    version_dir = tmp_path / "tfds" / "identity_folder" / "faces" / "1.0.0"
+    version_dir.parent.mkdir(parents=True)
+    result = {}
+    with open(str(version_dir) + ".lock", "a") as held:  # as a preparing process holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: result.update(
+            dataset=data.from_folder(tmp_path / "faces", data_dir=tmp_path / "tfds", channels=1)))
+        worker.start()
+        worker.join(timeout=3.0)
+        assert worker.is_alive() and not version_dir.exists()  # waiting, writing nothing
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    np.testing.assert_array_equal(np.bincount(result["dataset"].labels()), [3, 1, 4])
+
+
 def test_from_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="root_dir"):
         data.from_folder(tmp_path / "missing", data_dir=tmp_path)

@@ -1,5 +1,8 @@
 """Identity datasets from tensorflow-datasets names and from identity folders."""
 
+import contextlib
+import os
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -64,7 +67,9 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
 
     The folder is prepared once into tfds record files by `IdentityFolder`
     (in `data_dir`, tfds' default when `None`) and read from there; pass
-    `rebuild=True` after the folder changed.
+    `rebuild=True` after the folder changed. Processes that open the same
+    folder at once prepare it one at a time (a lock file beside the prepared
+    copy), so the others read the finished copy instead of writing over it.
 
     Args:
         root_dir: `root_dir/<identity>/<image>`.
@@ -77,7 +82,8 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
     config = None
     if rebuild:
         config = tfds.download.DownloadConfig(download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD)
-    builder.download_and_prepare(download_config=config)
+    with exclusive_lock(builder.data_dir + ".lock"):
+        builder.download_and_prepare(download_config=config)
     dataset = builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
     records = dataset.map(lambda example: (example["image"], tf.cast(example["label"], tf.int32)))
     return IdentityDataset(
@@ -86,6 +92,23 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
         decode_image=builder.info.features["image"].decode_example,
         name=builder.info.full_name,
     )
+
+
+@contextlib.contextmanager
+def exclusive_lock(path):
+    """Holds an exclusive `flock` on the file `path` (created if missing); a no-op where there is no `fcntl`."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _integer_labels(records):
