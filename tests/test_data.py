@@ -7,6 +7,7 @@ and the sampler against counts over the batches it yields.
 
 import collections
 import pathlib
+import threading
 
 import numpy as np
 import pytest
@@ -73,8 +74,6 @@ def test_from_folder_labels_and_pixels_match_the_files(tmp_path):
 
 
 def test_from_folder_waits_while_another_process_prepares_the_same_folder(tmp_path):
-    import threading
-
     fcntl = pytest.importorskip("fcntl", reason="the preparation lock is a POSIX flock")
 
     write_identity_folder(tmp_path / "faces", counts=[3, 1, 4])

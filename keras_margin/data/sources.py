@@ -3,6 +3,11 @@
 import contextlib
 import os
 
+try:
+    import fcntl
+except ImportError:  # Windows: folders are prepared without a lock
+    fcntl = None
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -82,7 +87,7 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
     config = None
     if rebuild:
         config = tfds.download.DownloadConfig(download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD)
-    with exclusive_lock(builder.data_dir + ".lock"):
+    with _exclusive_lock(builder.data_dir + ".lock"):
         builder.download_and_prepare(download_config=config)
     dataset = builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
     records = dataset.map(lambda example: (example["image"], tf.cast(example["label"], tf.int32)))
@@ -95,11 +100,9 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
 
 
 @contextlib.contextmanager
-def exclusive_lock(path):
+def _exclusive_lock(path):
     """Holds an exclusive `flock` on the file `path` (created if missing); a no-op where there is no `fcntl`."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if fcntl is None:
         yield
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
