@@ -19,25 +19,28 @@ jit setting, peak memory) and writes the rows to a JSON file.
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 
+import roofline
+
 PARTS = ("floor", "arcface", "cosface", "combined", "sphereface", "lsoftmax", "arcface_subcenters",
          "arcface_adaptive", "curricularface", "magface", "adaface", "elasticface_arc_plus", "elasticface_cos",
          "contrastive", "triplet_semi_hard", "triplet_batch_hard")
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 METRIC_LOSSES = ("contrastive", "triplet_semi_hard", "triplet_batch_hard")
 PARTIAL_FC_PARTS = ("arcface", "cosface", "combined", "arcface_subcenters", "arcface_adaptive", "curricularface",
                     "magface", "adaface", "elasticface_arc_plus", "elasticface_cos")
 
 
-def build(part, batch, dim, classes, jit, sample_rate=1.0):
+def build(part, batch, dim, classes, jit, sample_rate=1.0, policy="float32"):
     import keras
 
     import keras_margin
 
+    keras.config.set_dtype_policy(policy)
     embeddings_in = keras.Input((dim,), name="features")
     embeddings = keras.layers.Dense(dim, name="embedding")(embeddings_in)  # so the step needs d(loss)/dx
     if part in METRIC_LOSSES:
@@ -77,12 +80,12 @@ def build(part, batch, dim, classes, jit, sample_rate=1.0):
     return model, True
 
 
-def measure(part, batch, dim, classes, jit, repeats, warmup, sample_rate):
+def measure(part, batch, dim, classes, jit, repeats, warmup, sample_rate, policy="float32"):
     """One configuration, in this process: median seconds per step and peak RSS."""
     import keras
     import numpy as np
 
-    model, takes_labels = build(part, batch, dim, classes, jit, sample_rate)
+    model, takes_labels = build(part, batch, dim, classes, jit, sample_rate, policy)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, dim)).astype("float32")
     num_labels = classes // 3 if part == "arcface_subcenters" else classes
@@ -116,6 +119,20 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
+def step_roofline_ms(part, batch, dim, classes, policy, sample_rate, peaks):
+    """The step's bound: its products at the policy dtype's peak, or the bytes it must move at the bandwidth.
+
+    Products: the head's (B × d)·(d × C') forward and its two backward products
+    (C' = the classes a Partial FC step samples), plus the embedding Dense's
+    forward and kernel gradient. Bytes: the float32 kernel read and written once
+    (the SGD update) and the float32 (B × C') logits written and read once.
+    """
+    columns = round(classes * sample_rate)
+    flops = 3 * 2 * batch * dim * columns + 2 * 2 * batch * dim * dim
+    bytes_moved = 2 * 4 * dim * classes + 2 * 4 * batch * columns
+    return roofline.roofline_ms(flops, bytes_moved, roofline.POLICY_DTYPES[policy], peaks)
+
+
 def median_over_rounds(results):
     """One round's result as is; several: the median of each timing (peak memory: the largest)."""
     if len(results) == 1 or any("error" in r for r in results):
@@ -128,8 +145,16 @@ def median_over_rounds(results):
             "round_medians_ms": [r["median_ms"] for r in results]}
 
 
-def run_child(args, part, classes, jit):
-    command = [sys.executable, __file__, "--child", part, str(classes), str(int(jit)),
+def measure_peaks_in_child(policies):
+    """`roofline.measure_peaks` in a fresh process, so its arrays stay out of the children's peak memory."""
+    command = [sys.executable, roofline.__file__, "--json", "--policies", *policies]
+    result = subprocess.run(command, capture_output=True, text=True, check=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_child(args, part, classes, jit, policy):
+    command = [sys.executable, __file__, "--child", part, str(classes), str(int(jit)), policy,
                "--batch", str(args.batch), "--dim", str(args.dim), "--repeats", str(args.repeats),
                "--warmup", str(args.warmup), "--sample-rate", str(args.sample_rate)]
     result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
@@ -151,49 +176,63 @@ def main():
                         help="run every part this many times, interleaved, and report the median")
     parser.add_argument("--sample-rate", type=float, default=1.0, help="Partial FC rate of the normalized heads")
     parser.add_argument("--json", default="bench_heads.json")
-    parser.add_argument("--child", nargs=3, metavar=("PART", "CLASSES", "JIT"), help=argparse.SUPPRESS)
+    parser.add_argument("--dtype-policy", nargs="+", choices=POLICIES, default=["float32"],
+                        help="Keras dtype policies to time (each with every --jit setting)")
+    parser.add_argument("--roofline", choices=("on", "off"), default="on",
+                        help="measure the matmul peaks and bandwidth first and print each step's × roofline")
+    parser.add_argument("--child", nargs=4, metavar=("PART", "CLASSES", "JIT", "POLICY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        part, classes, jit = args.child[0], int(args.child[1]), bool(int(args.child[2]))
+        part, classes, jit, policy = args.child[0], int(args.child[1]), bool(int(args.child[2])), args.child[3]
         print(json.dumps(measure(part, args.batch, args.dim, classes, jit, args.repeats, args.warmup,
-                                 args.sample_rate)))
+                                 args.sample_rate, policy)))
         return
 
     import keras
 
     jits = {"on": [True], "off": [False], "both": [True, False]}[args.jit]
     rows = []
-    print(f"backend {keras.backend.backend()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; B={args.batch}, d={args.dim}, sample_rate={args.sample_rate}", flush=True)
-    print("\n| part | C | jit_compile (XLA; torch.compile on PyTorch) | median ms/step | × floor | peak memory (MB) |")
-    print("|---|---|---|---|---|---|")
+    peaks = measure_peaks_in_child(args.dtype_policy) if args.roofline == "on" else None
+    print(f"backend {keras.backend.backend()}; B={args.batch}, d={args.dim}, sample_rate={args.sample_rate}")
+    print("\n".join(roofline.describe(peaks) if peaks else [roofline.cpu_description()]), flush=True)
+    print("\n| part | C | policy | XLA (torch.compile on PyTorch) | median ms/step | × floor | × float32 XLA | "
+          "× roofline | peak memory (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for classes in args.classes:
-        for jit in jits:
-            floor = None
-            # --rounds > 1: every part runs once per round, in turn, and the median over rounds is kept,
-            # so a slow spell of the machine hits all parts alike
-            results = {part: [] for part in args.parts}
-            for _ in range(args.rounds):
-                for part in args.parts:
-                    results[part].append(run_child(args, part, classes, jit))
-            for part in args.parts:
-                result = median_over_rounds(results[part])
-                row = {"part": part, "classes": classes, "jit": jit, **result}
-                if part == "floor" and "median_ms" in result:
-                    floor = result["median_ms"]
-                if "median_ms" in result and floor and part not in METRIC_LOSSES:
-                    row["ratio_to_floor"] = result["median_ms"] / floor
-                rows.append(row)
-                if "error" in result:
-                    print(f"| {part} | {classes} | {'on' if jit else 'off'} | error: {result['error'][:80]} | | |")
-                    continue
-                ratio = f"{row['ratio_to_floor']:.3f}" if "ratio_to_floor" in row else "–"
-                print(f"| {part} | {classes:,} | {'on' if jit else 'off'} | {result['median_ms']:.1f} | {ratio} | "
-                      f"{result['peak_memory_mb']:.0f} |", flush=True)
+        # --rounds > 1: every configuration runs once per round, in turn, and the median over rounds is kept,
+        # so a slow spell of the machine hits all of them alike
+        configurations = [(part, policy, jit) for policy in args.dtype_policy for jit in jits for part in args.parts]
+        results = {configuration: [] for configuration in configurations}
+        for _ in range(args.rounds):
+            for part, policy, jit in configurations:
+                results[part, policy, jit].append(run_child(args, part, classes, jit, policy))
+        results = {configuration: median_over_rounds(runs) for configuration, runs in results.items()}
+        for part, policy, jit in configurations:
+            result = results[part, policy, jit]
+            row = {"part": part, "classes": classes, "policy": policy, "jit": jit, **result}
+            rows.append(row)
+            if "error" in result:
+                print(f"| {part} | {classes:,} | {policy} | {'on' if jit else 'off'} | error: {result['error'][:80]} "
+                      "| | | | |")
+                continue
+            floor = results.get(("floor", policy, jit), {}).get("median_ms")
+            float32_xla = results.get((part, "float32", True), {}).get("median_ms")
+            if floor and part not in METRIC_LOSSES:
+                row["ratio_to_floor"] = result["median_ms"] / floor
+            if float32_xla:
+                row["ratio_to_float32_xla"] = result["median_ms"] / float32_xla
+            if peaks and part not in METRIC_LOSSES:
+                row["roofline_ms"] = step_roofline_ms(part, args.batch, args.dim, classes, policy, args.sample_rate,
+                                                      peaks)
+                row["ratio_to_roofline"] = result["median_ms"] / row["roofline_ms"]
+            columns = [f"{row[key]:.3f}" if key in row else "–"
+                       for key in ("ratio_to_floor", "ratio_to_float32_xla", "ratio_to_roofline")]
+            print(f"| {part} | {classes:,} | {policy} | {'on' if jit else 'off'} | {result['median_ms']:.1f} | "
+                  + " | ".join(columns) + f" | {result['peak_memory_mb']:.0f} |", flush=True)
     with open(args.json, "w") as file:
         json.dump({"batch": args.batch, "dim": args.dim, "backend": keras.backend.backend(),
-                   "sample_rate": args.sample_rate, "rows": rows}, file, indent=2)
+                   "sample_rate": args.sample_rate, "peaks": peaks, "rows": rows}, file, indent=2)
     print(f"\nwrote {args.json}")
 
 
