@@ -14,6 +14,8 @@ import math
 
 from keras import ops
 
+from keras_margin._mixed_matmul import matmul_float32
+
 #: Cosines are clamped to [-1 + COSINE_EPSILON, 1 - COSINE_EPSILON] before any
 #: function whose derivative is unbounded at ±1 (sqrt(1 - c²), arccos).
 COSINE_EPSILON = 1e-6
@@ -59,12 +61,10 @@ def cosine_similarity(embeddings, kernel, compute_dtype="float32", kernel_layout
     Returns:
         float32 tensor of shape `(batch, classes)` with values in about [-1, 1].
     """
-    x = ops.cast(l2_normalize(embeddings, axis=-1), compute_dtype)
-    if kernel_layout == "rows":
-        w = ops.transpose(ops.cast(l2_normalize(kernel, axis=-1), compute_dtype))
-    else:
-        w = ops.cast(l2_normalize(kernel, axis=0), compute_dtype)
-    return ops.cast(ops.matmul(x, w), "float32")
+    x = l2_normalize(embeddings, axis=-1)
+    rows = kernel_layout == "rows"
+    w = l2_normalize(kernel, axis=-1 if rows else 0)
+    return matmul_float32(x, w, compute_dtype, transpose_b=rows)
 
 
 def linear_logits(embeddings, kernel, compute_dtype="float32"):
@@ -88,11 +88,10 @@ def linear_logits(embeddings, kernel, compute_dtype="float32"):
     x = ops.cast(embeddings, "float32")
     w = ops.cast(kernel, "float32")
     if compute_dtype != "float16":
-        return ops.cast(ops.matmul(ops.cast(x, compute_dtype), ops.cast(w, compute_dtype)), "float32")
+        return matmul_float32(x, w, compute_dtype)
     x_bound = ops.stop_gradient(ops.max(l2_norm(x, axis=-1)))
     w_bound = ops.stop_gradient(ops.max(l2_norm(w, axis=0)))
-    product = ops.matmul(ops.cast(x / x_bound, "float16"), ops.cast(w / w_bound, "float16"))
-    return ops.cast(product, "float32") * (x_bound * w_bound)
+    return matmul_float32(x / x_bound, w / w_bound, "float16") * (x_bound * w_bound)
 
 
 def max_over_subcenters(cos, num_subcenters):
