@@ -2,12 +2,15 @@
 
 import keras
 
+from keras_margin.layers.fused_batch_normalization import FusedBatchNormalization
+
 BN_EPSILON = 1e-5  # PyTorch's default, as in insightface's modules
 BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1, in Keras' convention
 
 
 def batch_norm(x, name, **kwargs):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name, **kwargs)(x)
+    """Batch normalization with PyTorch's ε and momentum (TensorFlow's fused kernel on 4-D maps)."""
+    return FusedBatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name, **kwargs)(x)
 
 
 def prelu(x, name):

@@ -1,4 +1,4 @@
-"""Keras layers of keras_margin: `NormalizedDense` and the margin heads."""
+"""Keras layers of keras_margin: `NormalizedDense`, the margin heads, center loss and a fused BatchNormalization."""
 
 from keras_margin.layers.ada_face_head import AdaFaceHead
 from keras_margin.layers.arc_margin_head import ArcMarginHead
@@ -7,6 +7,7 @@ from keras_margin.layers.combined_margin_head import CombinedMarginHead
 from keras_margin.layers.cos_margin_head import CosMarginHead
 from keras_margin.layers.curricular_face_head import CurricularFaceHead
 from keras_margin.layers.elastic_margin_head import ElasticArcMarginHead, ElasticCosMarginHead
+from keras_margin.layers.fused_batch_normalization import FusedBatchNormalization
 from keras_margin.layers.large_margin_head import LargeMarginHead
 from keras_margin.layers.mag_face_head import MagFaceHead
 from keras_margin.layers.normalized_dense import NormalizedDense
@@ -21,6 +22,7 @@ __all__ = [
     "CurricularFaceHead",
     "ElasticArcMarginHead",
     "ElasticCosMarginHead",
+    "FusedBatchNormalization",
     "LargeMarginHead",
     "MagFaceHead",
     "NormalizedDense",
