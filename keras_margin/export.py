@@ -99,6 +99,7 @@ def classifier_model(model, embedding_layer=None):
 
 
 FORMATS = ("tf_saved_model", "onnx", "litert")
+PRECISIONS = ("float32", "bfloat16")
 
 # What Keras can export from each backend: JAX reaches a SavedModel through
 # jax2tf; its ONNX route needs jax2onnx and LiteRT needs TensorFlow's converter.
@@ -133,7 +134,8 @@ def read_metadata(path):
 
 
 def export_embedding_model(model, path, normalize=True, flip=False, embedding_layer=None, format="tf_saved_model",
-                           threshold=None, metadata=None, quantize=None, representative_images=None):
+                           threshold=None, metadata=None, quantize=None, representative_images=None,
+                           precision="float32"):
     """Writes the embedding network of `model` as a SavedModel, an ONNX file or a LiteRT file.
 
     Every format holds the same function: a float32 batch of images
@@ -159,6 +161,8 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     and the float32 function is the one every runtime runs exactly), so the
     exported embedding equals the float32 evaluation of the trained weights,
     and the mixed-precision model's own output to its precision.
+    `precision="bfloat16"` instead serves the convolutional trunk in
+    bfloat16: see `precision` below.
 
     Args:
         model: the training model or an embedding network.
@@ -182,6 +186,14 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
             model inputs `(n, height, width, channels)` (preprocessed as in
             training; a few hundred typical faces), used to calibrate the
             activation ranges.
+        precision: `"float32"` (the default) or `"bfloat16"` (SavedModel
+            only): every layer whose output is a feature map (rank ≥ 3: the
+            convolutional trunk) computes under `mixed_bfloat16`, the layers
+            after it (pooling or flatten, the embedding Dense and BN) in
+            float32, so the function still takes and returns float32. On a
+            CPU with bfloat16 units (AVX512-BF16, AMX) or a GPU / TPU the
+            trunk runs on them; the embeddings differ from the float32
+            export by the bfloat16 rounding of the feature maps.
 
     The metadata (the threshold, `normalize`, `flip`, the input shape and
     the format, plus `metadata`) is written to `keras_margin.json` inside a
@@ -202,6 +214,12 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     """
     check_choice("format", format, FORMATS)
     check_format_on_backend(format)
+    check_choice("precision", precision, PRECISIONS)
+    if precision != "float32" and format != "tf_saved_model":
+        raise ValueError(
+            f"`precision={precision!r}` is for format='tf_saved_model' (Keras' ONNX and LiteRT export take "
+            f"float32 models). Received: format={format!r}"
+        )
     converter_options = {}
     if quantize is not None:
         check_choice("quantize", quantize, ("int8",))
@@ -229,9 +247,11 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     threshold = _threshold_value(threshold)
     record = {**(metadata or {}), "format": format, "normalize": bool(normalize), "flip": bool(flip),
               "input_shape": list(embedder.inputs[0].shape[1:]),
-              "threshold": None if threshold is None else float(threshold), "quantize": quantize}
+              "threshold": None if threshold is None else float(threshold), "quantize": quantize,
+              "precision": precision}
     json.dumps(record)  # fails here, before writing, if `metadata` is not JSON-serializable
-    embedder = float32_copy(embedder)  # `embed` reads this name when it is traced
+    # `embed` reads this name when it is traced
+    embedder = float32_copy(embedder) if precision == "float32" else bfloat16_trunk_copy(embedder)
     if format == "tf_saved_model":
         _write(embedder, embed, path)
         metadata_path(path).write_text(json.dumps(record, indent=2))
@@ -295,6 +315,42 @@ def float32_copy(model):
     copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def bfloat16_trunk_copy(model):
+    """A copy of `model` whose feature-map layers compute under `mixed_bfloat16`, the others in float32.
+
+    A layer is in the trunk when one of its outputs has rank ≥ 3 (a feature
+    map); the layers that reduce it to vectors and everything after them
+    stay float32. Weights are float32 in both, and copied.
+    """
+    trunk = set()
+    for layer in [model, *model._flatten_layers(include_self=False)]:
+        try:
+            outputs = keras.tree.flatten(layer.output)
+        except (AttributeError, ValueError):  # a layer called several times, or never
+            continue
+        if layer is not model and any(len(output.shape) >= 3 for output in outputs):
+            trunk.add(layer.name)
+    config = _policies_by_layer(_float32_policies(keras.saving.serialize_keras_object(model)), trunk)
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _policies_by_layer(config, trunk):
+    """The serialized `config` with the layers named in `trunk` set to the mixed_bfloat16 policy."""
+    if isinstance(config, list):
+        return [_policies_by_layer(value, trunk) for value in config]
+    if not isinstance(config, dict):
+        return config
+    config = {key: _policies_by_layer(value, trunk) for key, value in config.items()}
+    inner = config.get("config")
+    if (config.get("class_name") not in ("DTypePolicy", "FloatDTypePolicy") and isinstance(inner, dict)
+            and inner.get("name") in trunk and isinstance(inner.get("dtype"), dict)):
+        dtype = inner["dtype"]
+        config["config"] = {**inner, "dtype": {**dtype, "config": {**dtype["config"], "name": "mixed_bfloat16"}}}
+    return config
 
 
 def _float32_policies(config):

@@ -255,3 +255,45 @@ def test_int8_litert_stays_close_to_float(tmp_path, rng):
     with pytest.raises(ValueError, match="for format='litert'"):
         export.export_embedding_model(model, tmp_path / "x.onnx", format="onnx", quantize="int8",
                                       representative_images=images)
+
+
+def convolution_dtypes(saved_model_dir):
+    """The element types of every Conv2D / DepthwiseConv2dNative node in a SavedModel's graph and functions."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.dtypes import as_dtype
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((pathlib.Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = [*graph.node, *(node for function in graph.library.function for node in function.node_def)]
+    return {as_dtype(node.attr["T"].type).name for node in nodes if node.op in ("Conv2D", "DepthwiseConv2dNative")}
+
+
+@writes_saved_models
+@pytest.mark.parametrize("network", ["iresnet18", "mobilefacenet"])
+def test_bfloat16_export_runs_the_trunk_in_bfloat16_and_serves_float32_embeddings(tmp_path, rng, network):
+    model = with_random_statistics(EXPORTED_NETWORKS[network](), rng)
+    images = rng.uniform(-1, 1, size=(4, 32, 32, 3)).astype("float32")
+    export.export_embedding_model(model, tmp_path / "f32", flip=True)
+    export.export_embedding_model(model, tmp_path / "bf16", flip=True, precision="bfloat16")
+    if keras.backend.backend() == "tensorflow":  # JAX's export holds one XlaCallModule op, not TF convolutions
+        assert convolution_dtypes(tmp_path / "f32") == {"float32"}
+        assert convolution_dtypes(tmp_path / "bf16") == {"bfloat16"}
+    assert export.read_metadata(tmp_path / "bf16")["precision"] == "bfloat16"
+    full, _ = serve(tmp_path / "f32", images, "embeddings", tmp_path)
+    low, _ = serve(tmp_path / "bf16", images, "embeddings", tmp_path)
+    assert low.dtype == np.float32 and low.shape == full.shape
+    np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, rtol=1e-5)  # normalized in float32
+    cosines = np.sum(low * full, axis=1)
+    # feature maps rounded to 8 significant bits move the unit embeddings a little, not apart
+    assert np.all(cosines > 0.99) and np.any(cosines < 1 - 1e-7), cosines
+    assert np.max(np.abs(full - keras_embeddings(model, images))) <= 1e-5
+
+
+def test_bfloat16_precision_is_for_saved_models_only():
+    with pytest.raises(ValueError, match="precision"):
+        export.export_embedding_model(training_model()[0], "out", precision="float16")
+    formats = [f for f in export.FORMATS_BY_BACKEND[keras.backend.backend()] if f != "tf_saved_model"]
+    for file_format in formats:
+        with pytest.raises(ValueError, match="precision='bfloat16'.*tf_saved_model"):
+            export.export_embedding_model(training_model()[0], "out.onnx", format=file_format, precision="bfloat16")
