@@ -163,6 +163,9 @@ def parse_args(argv=None):
     parser.add_argument("--litert-int8", action="store_true",
                         help="with --pairs-csv: also export an int8 LiteRT model (calibrated on 256 training "
                              "images) and verify the test pairs with it, to report what quantization costs")
+    parser.add_argument("--export-bfloat16", action="store_true",
+                        help="with --pairs-csv: also export a SavedModel that serves the trunk in bfloat16 "
+                             "(export_embedding_model(precision='bfloat16')) and verify the test pairs with it")
     parser.add_argument("--max-images", type=int, default=None,
                         help="use only the first this many images of the dataset (e.g. to subsample MNIST)")
     parser.add_argument("--image-size", type=int, default=64, help="images are cropped and resized to this square")
@@ -446,6 +449,24 @@ def evaluate_litert_int8(args, embedder, train_set, test_pairs, output_dir):
     return report, path
 
 
+def evaluate_bfloat16_export(args, embedder, test_pairs, output_dir):
+    """Exports a bfloat16-trunk SavedModel and runs the verification of the test pairs with it."""
+    path = output_dir / "embedder_bfloat16_savedmodel"
+    keras_margin.export.export_embedding_model(embedder, path, precision="bfloat16")
+    served = tf.saved_model.load(str(path))  # keep the reference while serving
+
+    def embed(paths):  # flip-fused, as evaluate_pairs_csv
+        images = load_images(args, paths)
+        both = sum(served.serve(tf.constant(batch))["embeddings"].numpy()
+                   for batch in (images, images[:, :, ::-1].copy()))
+        return both / np.linalg.norm(both, axis=1, keepdims=True)
+
+    first, second, same = zip(*test_pairs)
+    report = metrics.verification_report(embed(first), embed(second), np.array(same), num_folds=10,
+                                         far_targets=(1e-3, 1e-2))
+    return report, path
+
+
 def pair_images(args, paths):
     """A dataset of the preprocessed images at `paths`."""
     preprocess = data.face_preprocessing(args.image_size, args.channels)
@@ -524,6 +545,12 @@ def main(argv=None):
             print(f"int8 LiteRT ({path}): accuracy {quantized['accuracy']:.4f} "
                   f"({quantized['accuracy'] - report['accuracy']:+.4f}), "
                   f"TAR@FAR=0.01: {quantized['tar_at_far'][0.01]:.4f}")
+        if args.export_bfloat16 and args.pairs_csv:
+            low, path = evaluate_bfloat16_export(args, embedder, test_pairs, output_dir)
+            summary["bfloat16_export"] = {**json_report(low), "path": str(path),
+                                          "accuracy_change": low["accuracy"] - report["accuracy"]}
+            print(f"bfloat16 SavedModel ({path}): accuracy {low['accuracy']:.4f} "
+                  f"({low['accuracy'] - report['accuracy']:+.4f}), TAR@FAR=0.01: {low['tar_at_far'][0.01]:.4f}")
     if bin_callback is not None:
         summary["bin_verification"] = {name: json_report(r) for name, r in bin_callback.reports.items()}
     file_format, path, difference = export(embedder, output_dir, sample_images)

@@ -169,11 +169,13 @@ def test_train_faces_recipe_on_fold_pairs_with_a_backbone(tmp_path):
             lines.append(f"{fold},aligned/{a:04d}/{i % 4}.jpg,{second},{int(same)}")
     (root / "pairs.csv").write_text("\n".join(lines) + "\n")
     litert = "litert" in export.FORMATS_BY_BACKEND[keras.backend.backend()]
+    saved_model = "tf_saved_model" in export.FORMATS_BY_BACKEND[keras.backend.backend()]
     result = run_example(
         "train_faces.py", "--data", str(root / "aligned"), "--data-dir", str(tmp_path / "tfds"),
         "--pairs-csv", str(root / "pairs.csv"), "--train-folds", "0-1", "--test-folds", "2",
         "--backbone", "mobilefacenet", "--optimizer", "sgd", "--mixed-precision", "--smoke", "--batch-size", "8",
-        "--head", "adaface", "--curves", *(["--litert-int8"] if litert else []), "--output-dir", str(tmp_path / "out"),
+        "--head", "adaface", "--curves", *(["--litert-int8"] if litert else []),
+        *(["--export-bfloat16"] if saved_model else []), "--output-dir", str(tmp_path / "out"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -183,6 +185,10 @@ def test_train_faces_recipe_on_fold_pairs_with_a_backbone(tmp_path):
         assert history[f"angle_{kind}_p10"][0] <= history[f"angle_{kind}_p50"][0] <= history[f"angle_{kind}_p90"][0]
     if litert:  # the int8 export needs the TensorFlow backend
         assert 0 <= report["litert_int8"]["accuracy"] <= 1 and pathlib.Path(report["litert_int8"]["path"]).is_file()
+    if saved_model:
+        low = report["bfloat16_export"]
+        assert 0 <= low["accuracy"] <= 1 and low["num_pairs"] == 10
+        assert export.read_metadata(low["path"])["precision"] == "bfloat16"
     assert report["training_identities"] == 6  # identities of folds 0 and 1
     assert report["verification"]["num_pairs"] == 10  # the pairs of fold 2
     assert report["args"]["learning_rate"] == 0.1 * 8 / 512 and report["args"]["weight_decay"] == 5e-4
