@@ -93,6 +93,30 @@ def test_from_folder_waits_while_another_process_prepares_the_same_folder(tmp_pa
     np.testing.assert_array_equal(np.bincount(result["dataset"].labels()), [3, 1, 4])
 
 
+def test_from_folder_reads_the_copy_another_process_prepared_while_it_waited(tmp_path):
+    # The race two training runs hit: the waiting process must not keep what it knew of the (then
+    # unprepared) copy from before the lock, or it finds no 'train' split once the other one has written it.
+    fcntl = pytest.importorskip("fcntl", reason="the preparation lock is a POSIX flock")
+    from keras_margin.data.folder_builder import IdentityFolder
+
+    write_identity_folder(tmp_path / "faces", counts=[2, 5])
+    other = IdentityFolder(tmp_path / "faces", channels=1, data_dir=tmp_path / "tfds")
+    pathlib.Path(other.data_dir).parent.mkdir(parents=True)
+    result = {}
+    with open(other.data_dir + ".lock", "a") as held:  # the other process's lock, held while it prepares
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: result.update(
+            dataset=data.from_folder(tmp_path / "faces", data_dir=tmp_path / "tfds", channels=1)))
+        worker.start()
+        worker.join(timeout=3.0)
+        assert worker.is_alive()
+        other.download_and_prepare()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    np.testing.assert_array_equal(np.bincount(result["dataset"].labels()), [2, 5])
+
+
 def test_from_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="root_dir"):
         data.from_folder(tmp_path / "missing", data_dir=tmp_path)

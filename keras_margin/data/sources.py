@@ -83,11 +83,16 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
         config_name: name of the prepared copy (default: the folder's name).
         rebuild: prepare again even if a prepared copy exists.
     """
-    builder = IdentityFolder(root_dir, channels=channels, config_name=config_name, data_dir=data_dir)
+    def make_builder():
+        return IdentityFolder(root_dir, channels=channels, config_name=config_name, data_dir=data_dir)
+
     config = None
     if rebuild:
         config = tfds.download.DownloadConfig(download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD)
-    with _exclusive_lock(builder.data_dir + ".lock"):
+    with _exclusive_lock(make_builder().data_dir + ".lock"):
+        # built under the lock: a builder reads the prepared copy's info when it is made, and a copy
+        # another process finished while this one waited is only seen by a builder made after the wait
+        builder = make_builder()
         builder.download_and_prepare(download_config=config)
     dataset = builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
     records = dataset.map(lambda example: (example["image"], tf.cast(example["label"], tf.int32)))
