@@ -150,7 +150,8 @@ def parse_args(argv=None):
                         help="XLA for the training step; auto: off for iresnet / mobilefacenet on a machine "
                              "without GPU (TensorFlow's oneDNN convolutions are faster there), on otherwise")
     parser.add_argument("--mixed-precision", action="store_true",
-                        help="train under mixed_bfloat16 (the embedding and logits stay float32)")
+                        help="train under mixed_bfloat16 (the embedding and logits stay float32); for a GPU, "
+                             "TPU or a CPU with AMX / AVX512-BF16: CPUs without them emulate bfloat16, slower")
     parser.add_argument("--pairs-csv", default=None,
                         help="a pairs.csv (fold,path1,path2,same; paths relative to its folder): train on the "
                              "identities of --train-folds, verify on the pairs of --test-folds")
