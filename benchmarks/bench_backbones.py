@@ -25,11 +25,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import children  # noqa: E402
 import roofline  # noqa: E402
 
 KERAS_PARTS = ("iresnet18", "iresnet34", "iresnet50", "iresnet100", "mobilefacenet", "mobilefacenet_large")
@@ -106,26 +106,11 @@ def step_roofline_ms(shape, batch, classes, policy, peaks):
     return roofline.roofline_ms(flops, bytes_moved, roofline.POLICY_DTYPES[policy], peaks)
 
 
-def child_json(command):
-    result = subprocess.run(command, capture_output=True, text=True, check=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def measure_peaks_in_child(policies):
-    """`roofline.measure_peaks` in a fresh process, so its arrays stay out of the children's peak memory."""
-    return child_json([sys.executable, roofline.__file__, "--json", "--policies", *policies])
-
-
 def run_child(args, part, batch, jit, policy):
     command = [sys.executable, __file__, "--child", part, str(batch), str(int(jit)), policy,
                "--classes", str(args.classes), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
                "--size", str(args.size)]
-    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    if result.returncode:
-        lines = result.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else "failed"}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return children.run_json(command)
 
 
 def main():
@@ -180,14 +165,16 @@ def main():
           f"{os.cpu_count()} CPUs; {args.size}×{args.size}, ArcFace head with {args.classes} classes, SGD", flush=True)
     peaks = None
     if args.roofline == "on":
-        peaks = measure_peaks_in_child(args.dtype_policy)
+        peaks = children.measure_peaks(args.dtype_policy)
         print("\n".join(roofline.describe(peaks)))
     print("\n| backbone | batch | framework | XLA | policy | median ms/step | images/s | × float32 | × roofline | "
           "peak memory (MB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for part in args.parts:
-        shape = child_json([sys.executable, __file__, "--macs-of", part, "--size", str(args.size)]) if peaks else None
+        shape = None
+        if peaks:
+            shape = children.run_json([sys.executable, __file__, "--macs-of", part, "--size", str(args.size)], check=True)
         for batch in args.batch:
             float32_ms = {}
             configurations = [(part, jit, policy) for policy in args.dtype_policy for jit in jits]

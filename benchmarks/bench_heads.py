@@ -18,12 +18,11 @@ jit setting, peak memory) and writes the rows to a JSON file.
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 
+import children
 import roofline
 
 PARTS = ("floor", "arcface", "cosface", "combined", "sphereface", "lsoftmax", "arcface_subcenters",
@@ -145,22 +144,11 @@ def median_over_rounds(results):
             "round_medians_ms": [r["median_ms"] for r in results]}
 
 
-def measure_peaks_in_child(policies):
-    """`roofline.measure_peaks` in a fresh process, so its arrays stay out of the children's peak memory."""
-    command = [sys.executable, roofline.__file__, "--json", "--policies", *policies]
-    result = subprocess.run(command, capture_output=True, text=True, check=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def run_child(args, part, classes, jit, policy):
     command = [sys.executable, __file__, "--child", part, str(classes), str(int(jit)), policy,
                "--batch", str(args.batch), "--dim", str(args.dim), "--repeats", str(args.repeats),
                "--warmup", str(args.warmup), "--sample-rate", str(args.sample_rate)]
-    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    if result.returncode:
-        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return children.run_json(command)
 
 
 def main():
@@ -193,7 +181,7 @@ def main():
 
     jits = {"on": [True], "off": [False], "both": [True, False]}[args.jit]
     rows = []
-    peaks = measure_peaks_in_child(args.dtype_policy) if args.roofline == "on" else None
+    peaks = children.measure_peaks(args.dtype_policy) if args.roofline == "on" else None
     print(f"backend {keras.backend.backend()}; B={args.batch}, d={args.dim}, sample_rate={args.sample_rate}")
     print("\n".join(roofline.describe(peaks) if peaks else [roofline.cpu_description()]), flush=True)
     print("\n| part | C | policy | XLA (torch.compile on PyTorch) | median ms/step | × floor | × float32 XLA | "

@@ -19,12 +19,12 @@ Prints a Markdown table and writes the rows to a JSON file.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import children  # noqa: E402
 import roofline  # noqa: E402
 
 PARTS = ("iresnet18", "iresnet34", "iresnet50", "iresnet100", "mobilefacenet", "mobilefacenet_large")
@@ -90,11 +90,7 @@ def run_child(args, part, batch, precision, workdir):
     """`precision="export"` writes the models; a precision times its model."""
     command = [sys.executable, __file__, "--child", part, str(batch), precision, workdir,
                "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--size", str(args.size)]
-    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    if result.returncode:
-        lines = result.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else "failed"}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return children.run_json(command)
 
 
 def main():
