@@ -89,6 +89,24 @@ RECIPES = {
     "cosface-auto-sgd": ["--head", "cosface", "--scale", "auto", "--margin", "0.35", "--margin-warmup-steps", "0",
                          *SGD],
 }
+# celeba: one factor of the recipe changed at a time, for softmax and ArcFace at the AdaCos scale
+AUTO_ARC = RECIPES["arcface-auto-m0.5"]
+FACTORS = {
+    "24ep": ["--epochs", "24"],  # twice the training length (1,632 steps)
+    "b128": ["--batch-size", "128"],  # half the steps; the learning rate follows the batch (0.1 × B / 512)
+    "b32": ["--batch-size", "32"],
+    "head-wd0": ["--head-weight-decay", "0"],  # no weight decay on the head's kernel
+    "fixed-bn": ["--embedding-bn", "fixed-scale"],  # insightface's last BN: offset only
+    "dim512": ["--embedding-dim", "512"],
+    "lr0.05": ["--learning-rate", "0.05"],  # 4× the recipe's 0.1 × 64 / 512
+}
+for factor, options in FACTORS.items():
+    RECIPES[f"softmax-{factor}"] = [*RECIPES["softmax"], *options]
+    RECIPES[f"arcface-auto-{factor}"] = [*AUTO_ARC, *options]
+for factor in ("24ep", "lr0.05"):
+    RECIPES[f"cosface-auto-{factor}"] = [*RECIPES["cosface-auto-m0.35"], *FACTORS[factor]]
+RECIPES["arcface-default-lr0.05"] = [*RECIPES["arcface-default"], *FACTORS["lr0.05"]]
+RECIPES["softmax-center-lr0.05"] = [*RECIPES["softmax-center"], *FACTORS["lr0.05"]]
 
 
 def run(suite, recipe, seed, data_dir, output_root, extra=(), reuse=False):
