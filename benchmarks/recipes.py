@@ -90,7 +90,6 @@ RECIPES = {
                          *SGD],
 }
 # celeba: one factor of the recipe changed at a time, for softmax and ArcFace at the AdaCos scale
-AUTO_ARC = RECIPES["arcface-auto-m0.5"]
 FACTORS = {
     "24ep": ["--epochs", "24"],  # twice the training length (1,632 steps)
     "b128": ["--batch-size", "128"],  # half the steps; the learning rate follows the batch (0.1 × B / 512)
@@ -102,7 +101,7 @@ FACTORS = {
 }
 for factor, options in FACTORS.items():
     RECIPES[f"softmax-{factor}"] = [*RECIPES["softmax"], *options]
-    RECIPES[f"arcface-auto-{factor}"] = [*AUTO_ARC, *options]
+    RECIPES[f"arcface-auto-{factor}"] = [*RECIPES["arcface-auto-m0.5"], *options]
 for factor in ("24ep", "lr0.05"):
     RECIPES[f"cosface-auto-{factor}"] = [*RECIPES["cosface-auto-m0.35"], *FACTORS[factor]]
 RECIPES["arcface-default-lr0.05"] = [*RECIPES["arcface-default"], *FACTORS["lr0.05"]]
