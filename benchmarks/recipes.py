@@ -54,7 +54,7 @@ PAPER_COS = ["--head", "cosface", "--scale", "64", "--margin", "0.35", "--margin
 RECIPES = {
     "softmax": ["--head", "softmax"],
     "softmax-center": ["--head", "softmax", "--center-loss"],
-    "combined-default": ["--head", "combined"],
+    "combined-insightface": ["--head", "combined"],  # (m1, m2, m3) = (1, 0.3, 0.2); at its defaults it is ArcFace
     "sphereface-default": ["--head", "sphereface"],
     "lsoftmax-default": ["--head", "lsoftmax"],
     "arcface-default": ["--head", "arcface"],

@@ -60,7 +60,11 @@ BACKBONES = ("small", "iresnet18", "iresnet50", "mobilefacenet")
 
 
 def make_head(name, num_classes, args):
-    """The head `name` with the package defaults, except where an option overrides them."""
+    """The head `name` with the package defaults, except where an option overrides them.
+
+    `combined` is the exception: at its defaults `CombinedMarginHead` is ArcFace, so here it takes
+    insightface's combined margin, cos(θ + 0.3) − 0.2 (`--margin` sets the 0.3).
+    """
     if name == "softmax":
         return keras.layers.Dense(num_classes, name="softmax")
     options = {}
@@ -110,7 +114,9 @@ def parse_args(argv=None):
                         help="evaluate the --val sets every this many steps (default: every epoch)")
     parser.add_argument("--data-dir", default=None, help="tfds data_dir (also where a folder is prepared)")
     parser.add_argument("--split", default="train", help="tfds split to use (tfds names only)")
-    parser.add_argument("--head", choices=sorted(HEADS), default="arcface")
+    parser.add_argument("--head", choices=sorted(HEADS), default="arcface",
+                        help="the margin head, at the package defaults; combined: insightface's m1 = 1, "
+                             "m2 = 0.3, m3 = 0.2 (at its defaults the combined head is arcface)")
     parser.add_argument("--scale", type=scale_argument, default=None,
                         help="s of the normalized heads: a number, auto or adaptive (default: the head's)")
     parser.add_argument("--margin", type=float, default=None,

@@ -246,3 +246,12 @@ def test_train_faces_builds_every_head_it_offers():
             assert config["margin"] == 0.3, name
         if name.startswith("elasticface"):
             assert (config["margin_std"], config["sorted_margins"]) == (0.02, True)
+
+
+def test_train_faces_combined_head_is_insightfaces_combined_margin():
+    # insightface's combined loss: cos(m1·θ + m2) − m3 with (m1, m2, m3) = (1, 0.3, 0.2); --margin sets m2
+    train_faces = load_train_faces()
+    for margin, m2 in (([], 0.3), (["--margin", "0.4"], 0.4)):
+        args = train_faces.parse_args(["--data", "unused", "--head", "combined", *margin])
+        config = train_faces.make_head("combined", 20, args).get_config()
+        assert (config["m1"], config["m2"], config["m3"]) == (1.0, m2, 0.2)
