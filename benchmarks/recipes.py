@@ -108,6 +108,7 @@ for factor in ("24ep", "lr0.05"):
     RECIPES[f"cosface-auto-{factor}"] = [*RECIPES["cosface-auto-m0.35"], *FACTORS[factor]]
 RECIPES["arcface-default-lr0.05"] = [*RECIPES["arcface-default"], *FACTORS["lr0.05"]]
 RECIPES["softmax-center-lr0.05"] = [*RECIPES["softmax-center"], *FACTORS["lr0.05"]]
+RECIPES["arcface-auto-lr0.05-center"] = [*RECIPES["arcface-auto-lr0.05"], "--center-loss"]
 
 
 def run(suite, recipe, seed, data_dir, output_root, extra=(), reuse=False):
