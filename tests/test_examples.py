@@ -255,3 +255,30 @@ def test_train_faces_combined_head_is_insightfaces_combined_margin():
         args = train_faces.parse_args(["--data", "unused", "--head", "combined", *margin])
         config = train_faces.make_head("combined", 20, args).get_config()
         assert (config["m1"], config["m2"], config["m3"]) == (1.0, m2, 0.2)
+
+
+def _module_from(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_recipe_row_is_a_valid_train_faces_command():
+    """A misspelt option in a benchmark row would only surface after a 30-minute run's start."""
+    recipes = _module_from(ROOT / "benchmarks" / "recipes.py")
+    train_faces = _module_from(ROOT / "examples" / "train_faces.py")
+    assert "arcface-auto-lr0.05-center" in recipes.RECIPES
+    for suite, suite_options in recipes.SUITES.items():
+        for row, row_options in recipes.RECIPES.items():
+            try:
+                args = train_faces.parse_args([*suite_options, *row_options, "--seed", "0"])
+            except SystemExit as error:
+                raise AssertionError(f"suite {suite!r}, row {row!r}: train_faces.py rejects its options") from error
+            # the row's own options win over the suite's: argparse keeps the last value
+            if "--learning-rate" in row_options:
+                value = row_options[row_options.index("--learning-rate") + 1]
+                assert args.learning_rate == float(value), (suite, row)
+            assert args.center_loss == ("--center-loss" in row_options), (suite, row)
