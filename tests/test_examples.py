@@ -195,13 +195,19 @@ def test_train_faces_recipe_on_fold_pairs_with_a_backbone(tmp_path):
     assert report["export_max_abs_difference"] < 1e-4
 
 
-def load_train_faces():
+def load_script(relative_path):
+    """A script of the repository (not a package module) imported as a module, without running main()."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("train_faces", ROOT / "examples" / "train_faces.py")
-    train_faces = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_faces)
-    return train_faces
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_train_faces():
+    return load_script("examples/train_faces.py")
 
 
 def test_train_faces_weight_decay_and_embedding_bn_options():
@@ -257,19 +263,10 @@ def test_train_faces_combined_head_is_insightfaces_combined_margin():
         assert (config["m1"], config["m2"], config["m3"]) == (1.0, m2, 0.2)
 
 
-def _module_from(path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_recipe_row_is_a_valid_train_faces_command():
     """A misspelt option in a benchmark row would only surface after a 30-minute run's start."""
-    recipes = _module_from(ROOT / "benchmarks" / "recipes.py")
-    train_faces = _module_from(ROOT / "examples" / "train_faces.py")
+    recipes = load_script("benchmarks/recipes.py")
+    train_faces = load_train_faces()
     assert "arcface-auto-lr0.05-center" in recipes.RECIPES
     for suite, suite_options in recipes.SUITES.items():
         for row, row_options in recipes.RECIPES.items():
