@@ -11,6 +11,12 @@ from keras_margin.layers.margin_head import ScaledCosineHead
 from keras_margin.metrics.embeddings import flip_embeddings
 from keras_margin.metrics.verification import verification_report
 
+__all__ = [
+    "VerificationCallback",
+    "MarginScheduler",
+    "AngleStatistics",
+]
+
 
 class VerificationCallback(keras.callbacks.Callback):
     """Runs the verification protocol on pairs during training: every few epochs or steps.

@@ -9,6 +9,14 @@ from keras import ops
 
 from keras_margin import margins
 
+__all__ = [
+    "safe_sqrt",
+    "pairwise_squared_euclidean",
+    "pairwise_euclidean",
+    "pairwise_cosine_distance",
+    "pairwise_distances",
+]
+
 DISTANCES = ("squared_euclidean", "euclidean", "cosine")
 
 

@@ -21,6 +21,14 @@ from keras_margin.layers.center_loss_layer import CenterLossLayer
 from keras_margin.layers.margin_head import MarginHead
 from keras_margin.layers.normalized_dense import NormalizedDense
 
+__all__ = [
+    "embedding_model",
+    "classifier_model",
+    "export_embedding_model",
+    "export_classifier",
+    "read_metadata",
+]
+
 HEAD_TYPES = (MarginHead, NormalizedDense)
 
 

@@ -16,6 +16,36 @@ from keras import ops
 
 from keras_margin._mixed_matmul import matmul_float32
 
+__all__ = [
+    "l2_norm",
+    "l2_normalize",
+    "cosine_similarity",
+    "linear_logits",
+    "max_over_subcenters",
+    "clamp_cosine",
+    "target_values",
+    "shift_target",
+    "combined_margin",
+    "additive_angular_margin",
+    "additive_cosine_margin",
+    "chebyshev_cos_multiple",
+    "multiplicative_angular_psi",
+    "annealed_lambda",
+    "blend_with_lambda",
+    "adacos_scale",
+    "adacos_batch_statistics",
+    "adacos_scale_from_statistics",
+    "linear_warmup",
+    "curricular_modulation",
+    "magface_margin",
+    "magface_regularizer",
+    "magface_minimum_lambda",
+    "adaface_norm_scaler",
+    "adaface_target",
+    "rank_matched",
+    "unbiased_std",
+]
+
 #: Cosines are clamped to [-1 + COSINE_EPSILON, 1 - COSINE_EPSILON] before any
 #: function whose derivative is unbounded at ±1 (sqrt(1 - c²), arccos).
 COSINE_EPSILON = 1e-6

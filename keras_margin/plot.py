@@ -10,6 +10,14 @@ Functions return the matplotlib `Figure`; `save_figure` writes a PNG.
 
 import numpy as np
 
+__all__ = [
+    "feature_scatter",
+    "roc_figure",
+    "pair_angle_histogram",
+    "quality_filtered_figure",
+    "save_figure",
+]
+
 
 def _pyplot():
     try:

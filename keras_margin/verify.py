@@ -28,6 +28,14 @@ import numpy as np
 
 from keras_margin.export import METADATA_NAME, read_metadata
 
+__all__ = [
+    "Embedder",
+    "compare",
+    "identify",
+    "gallery_embeddings",
+    "load_images",
+]
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 CACHE_NAME = ".keras_margin_gallery.npz"
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from keras_margin._validation import check_choice, check_number
 
-#: The five landmarks of insightface's ArcFace 112 × 112 crops.
 ARCFACE_TEMPLATE = np.array([
     [38.2946, 51.6963],
     [73.5318, 51.5014],
@@ -27,6 +26,8 @@ ARCFACE_TEMPLATE = np.array([
     [41.5493, 92.3655],
     [70.7299, 92.2041],
 ])
+"""The five landmarks (x, y) of insightface's ArcFace 112 × 112 crops: left eye, right eye,
+nose tip, left and right mouth corners, in pixels."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FACE_RULES = ("largest", "center")
