@@ -3,8 +3,8 @@
 Under `mixed_bfloat16` the heads' three products (the logits and the two
 gradients) are where the step's time goes. XLA on CPU runs a bfloat16 dot
 whose *output* is bfloat16 no faster than a float32 dot, but hands a
-bfloat16 × bfloat16 → float32 dot to its bfloat16 kernels, about twice as
-fast (`benchmarks/roofline.py` prints both routes). Keras' `ops.matmul` has
+bfloat16 × bfloat16 → float32 dot to its faster bfloat16 kernels (see
+Results → Mixed precision in the documentation). Keras' `ops.matmul` has
 no output-dtype argument, so this module asks for that dot directly where
 the backend has it: `jax.lax.dot_general(preferred_element_type=float32)`,
 and TensorFlow's `MatMul` with `output_type=float32` inside an XLA cluster

@@ -72,9 +72,11 @@ class VerificationCallback(keras.callbacks.Callback):
 
     Example:
 
+    ```pycon
     >>> verification = VerificationCallback(["lfw.bin", "cfp_fp.bin", "agedb_30.bin"], embedder,
     ...                                     every_steps=2000, verbose=1)
     >>> model.fit(batches, epochs=20, callbacks=[verification])   # val_lfw_accuracy, ...
+    ```
     """
 
     def __init__(self, pairs_dataset, embedding_model, every=None, every_steps=None, num_folds=10,
@@ -207,8 +209,10 @@ class MarginScheduler(keras.callbacks.Callback):
 
     Example:
 
+    ```pycon
     >>> cosine_ramp = lambda step: 0.5 - 0.5 * math.cos(math.pi * min(step, 2000) / 2000)
     >>> model.fit(dataset, epochs=20, callbacks=[MarginScheduler(cosine_ramp)])
+    ```
     """
 
     UNITS = ("step", "epoch")
@@ -228,12 +232,14 @@ class MarginScheduler(keras.callbacks.Callback):
                      if isinstance(layer, ScaledCosineHead)]
         if not heads:
             raise ValueError(
-                "MarginScheduler found no ArcMarginHead, CosMarginHead or CombinedMarginHead in the model."
+                "MarginScheduler found no scaled-cosine margin head (ArcMarginHead, CosMarginHead, CombinedMarginHead, "
+                "CurricularFaceHead, MagFaceHead, AdaFaceHead, ElasticArcMarginHead, ElasticCosMarginHead) in the model."
             )
         for head in heads:
             if not isinstance(head, ScaledCosineHead):
                 raise ValueError(
-                    "`heads` must be ArcMarginHead, CosMarginHead or CombinedMarginHead layers. "
+                    "`heads` must be scaled-cosine margin heads (ArcMarginHead, CosMarginHead, CombinedMarginHead and the "
+                    "adaptive heads). "
                     f"Received: {type(head).__name__}"
                 )
             if head.margin_warmup_steps:
@@ -306,9 +312,11 @@ class AngleStatistics(keras.callbacks.Callback):
 
     Example:
 
+    ```pycon
     >>> angles = AngleStatistics(embedder, head, train_images[:1024], train_labels[:1024])
     >>> history = model.fit(batches, epochs=20, callbacks=[angles])
     >>> history.history["angle_target_p50"], history.history["angle_nontarget_p50"]
+    ```
     """
 
     def __init__(self, embedding_model, head, images, labels, pairs=None, quantiles=(0.1, 0.5, 0.9), every=1,

@@ -66,6 +66,13 @@ def embedding_model(model, embedding_layer=None):
 
     Returns:
         A `keras.Model` sharing the weights of `model`.
+
+    Example:
+
+    ```pycon
+    >>> embedder = keras_margin.export.embedding_model(train_model)
+    >>> embeddings = embedder.predict(images)
+    ```
     """
     if embedding_layer is not None:
         layer = model.get_layer(embedding_layer) if isinstance(embedding_layer, str) else embedding_layer
@@ -97,7 +104,26 @@ def embedding_model(model, embedding_layer=None):
 
 
 def classifier_model(model, embedding_layer=None):
-    """A closed-set classifier: images → the head's plain logits (no margin, no labels input)."""
+    """A closed-set classifier: images → the head's plain logits (no margin, no labels input).
+
+    Args:
+        model: a functional Keras model containing a margin head (or
+            `NormalizedDense`); without one a ValueError is raised.
+        embedding_layer: optional layer name or layer whose output is the
+            embedding (see `embedding_model`); default `None`: the embeddings
+            passed to the head.
+
+    Returns:
+        A `keras.Model` from images to `(batch, num_classes)` logits, sharing
+        the weights of `model`.
+
+    Example:
+
+    ```pycon
+    >>> classifier = keras_margin.export.classifier_model(train_model)
+    >>> predicted = classifier.predict(images).argmax(axis=-1)
+    ```
+    """
     head = find_head(model)
     if head is None:
         raise ValueError("`model` has no margin head (or NormalizedDense) to classify with.")
@@ -136,7 +162,21 @@ def metadata_path(path):
 
 
 def read_metadata(path):
-    """The metadata written with an export (a dict; empty when there is none)."""
+    """The metadata written with an export (a dict; empty when there is none).
+
+    Args:
+        path: the exported SavedModel folder, or the ONNX / LiteRT file.
+
+    Returns:
+        A dict: the threshold, `normalize`, `flip`, the input shape, the format
+        and the user's `metadata`, as written by `export_embedding_model`.
+
+    Example:
+
+    ```pycon
+    >>> threshold = keras_margin.export.read_metadata("embedder.onnx").get("threshold")
+    ```
+    """
     location = metadata_path(path)
     return json.loads(location.read_text()) if location.exists() else {}
 
@@ -213,12 +253,14 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
 
     Example:
 
+    ```pycon
     >>> export_embedding_model(train_model, "embedder", flip=True)
     >>> served = tf.saved_model.load("embedder")  # keep a reference while serving
     >>> embeddings = served.serve(images)["embeddings"]
     >>> export_embedding_model(train_model, "embedder.onnx", format="onnx")
     >>> session = onnxruntime.InferenceSession("embedder.onnx")
     >>> embeddings = session.run(["embeddings"], {"images": images})[0]
+    ```
     """
     check_choice("format", format, FORMATS)
     check_format_on_backend(format)
@@ -378,6 +420,24 @@ def export_classifier(model, path, embedding_layer=None):
     As for `export_embedding_model`, a mixed-precision model is exported from a float32 copy.
     Raises a `ValueError` on a Keras backend that cannot export a SavedModel
     (`FORMATS_BY_BACKEND`).
+
+    Args:
+        model: a functional Keras model containing a margin head (or
+            `NormalizedDense`).
+        path: output folder of the SavedModel.
+        embedding_layer: optional layer name or layer whose output is the
+            embedding (see `embedding_model`); default `None`.
+
+    Returns:
+        The Keras classifier model that was exported.
+
+    Example:
+
+    ```pycon
+    >>> export_classifier(train_model, "classifier")
+    >>> served = tf.saved_model.load("classifier")  # keep a reference while serving
+    >>> logits = served.serve(images)["logits"]
+    ```
     """
     check_format_on_backend("tf_saved_model")
     classifier = float32_copy(classifier_model(model, embedding_layer))

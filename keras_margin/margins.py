@@ -63,6 +63,21 @@ def l2_norm(x, axis=-1, keepdims=True):
 
     `sqrt(max(Σx², ε))`: the `maximum` routes the gradient of an all-zero
     vector into the constant, so it is 0 rather than NaN.
+
+    Args:
+        x: float tensor, cast to float32.
+        axis: the axis the norm is taken along; default -1.
+        keepdims: whether to keep `axis` with size 1; default `True`.
+
+    Returns:
+        float32 tensor: the shape of `x` with `axis` reduced.
+
+    Example:
+
+    ```pycon
+    >>> float(l2_norm(np.array([3.0, 4.0]))[0])
+    5.0
+    ```
     """
     x = ops.cast(x, "float32")
     squared = ops.sum(ops.square(x), axis=axis, keepdims=keepdims)
@@ -70,7 +85,23 @@ def l2_norm(x, axis=-1, keepdims=True):
 
 
 def l2_normalize(x, axis=-1):
-    """Scales `x` to unit L2 norm along `axis` (a zero vector stays zero)."""
+    """Scales `x` to unit L2 norm along `axis` (a zero vector stays zero).
+
+    Args:
+        x: float tensor, cast to float32.
+        axis: the axis normalized; default -1.
+
+    Returns:
+        float32 tensor of the shape of `x`.
+
+    Example:
+
+    ```pycon
+    >>> keras.ops.convert_to_numpy(l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])))
+    array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    ```
+    """
     x = ops.cast(x, "float32")
     return x / l2_norm(x, axis=axis, keepdims=True)
 
@@ -130,6 +161,13 @@ def max_over_subcenters(cos, num_subcenters):
     Columns are laid out class-major: column `c * K + k` is sub-center `k` of
     class `c` (sub-center ArcFace, Deng et al. 2020). Each class keeps its
     closest sub-center.
+
+    Args:
+        cos: float tensor `(batch, classes * K)`.
+        num_subcenters: K, a Python int ≥ 1 (1 returns `cos` unchanged).
+
+    Returns:
+        tensor `(batch, classes)`.
     """
     if num_subcenters == 1:
         return cos
@@ -139,7 +177,15 @@ def max_over_subcenters(cos, num_subcenters):
 
 
 def clamp_cosine(cos, epsilon=COSINE_EPSILON):
-    """Clamps cosines into the open interval (-1, 1)."""
+    """Clamps cosines into the open interval (-1, 1).
+
+    Args:
+        cos: float tensor of cosines.
+        epsilon: the distance kept from ±1; default `COSINE_EPSILON` (1e-6).
+
+    Returns:
+        tensor of the shape of `cos`, in `[-1 + epsilon, 1 - epsilon]`.
+    """
     return ops.clip(cos, -1.0 + epsilon, 1.0 - epsilon)
 
 
@@ -156,6 +202,9 @@ def target_values(values, labels):
     Args:
         values: float32 `(batch, classes)`.
         labels: int32 `(batch,)`.
+
+    Returns:
+        float32 `(batch,)`: `values[i, labels[i]]` for each row i.
     """
     num_classes = values.shape[-1]
     in_range = ops.cast((labels >= 0) & (labels < num_classes), "float32")
@@ -191,11 +240,10 @@ def shift_target(values, labels, shift, scale=1.0):
     one-hot product would get the latter as a row sum of `one_hot · upstream`,
     and XLA on CPU computes that product into a `(batch, classes)` buffer of
     its own while the softmax is still live: one more such buffer at the
-    training step's peak (see `benchmarks/xla_buffers.py`). A row whose
-    label is outside the classes (all-zero one-hot, possible inside a
-    compiled function) is left unchanged; the gradient its `shift` gets is
-    unused, since every path from `shift` back to `values` goes through that
-    zero one-hot.
+    training step's peak. A row whose label is outside the classes
+    (all-zero one-hot, possible inside a compiled function) is left
+    unchanged; the gradient its `shift` gets is unused, since every path
+    from `shift` back to `values` goes through that zero one-hot.
     """
     num_classes = values.shape[-1]
     columns = ops.expand_dims(ops.clip(labels, 0, num_classes - 1), -1)
@@ -247,6 +295,13 @@ def combined_margin(cos, m1=1.0, m2=0.0, m3=0.0, fallback="continuous"):
 
     Returns:
         float32 tensor of the same shape as `cos`.
+
+    Example:
+
+    ```pycon
+    >>> cos = np.array([1.0, 0.0, -1.0], "float32")
+    >>> target = combined_margin(cos, m1=1.0, m2=0.5, m3=0.0)   # ArcFace's cos(θ + 0.5)
+    ```
     """
     if fallback not in ARC_FALLBACKS:
         raise ValueError(
@@ -277,12 +332,39 @@ def combined_margin(cos, m1=1.0, m2=0.0, m3=0.0, fallback="continuous"):
 
 
 def additive_angular_margin(cos, margin=0.5, fallback="continuous"):
-    """ArcFace target cosine cos(θ + m); see `combined_margin` for `fallback`."""
+    """ArcFace target cosine cos(θ + m); see `combined_margin` for `fallback`.
+
+    Args:
+        cos: float32 tensor of target cosines, any shape.
+        margin: additive angular margin m, in `[0, π)` (number or scalar
+            tensor); default 0.5.
+        fallback: one of `ARC_FALLBACKS` (`"continuous"`, the default,
+            `"insightface"`, `"easy"` or `"none"`).
+
+    Returns:
+        float32 tensor of the same shape as `cos`.
+
+    Example:
+
+    ```pycon
+    >>> round(float(additive_angular_margin(np.float32(0.0), margin=0.5)), 4)   # cos(π/2 + 0.5)
+    -0.4794
+    ```
+    """
     return combined_margin(cos, m1=1.0, m2=margin, m3=0.0, fallback=fallback)
 
 
 def additive_cosine_margin(cos, margin=0.35):
-    """CosFace / AM-Softmax target cosine cos θ − m."""
+    """CosFace / AM-Softmax target cosine cos θ − m.
+
+    Args:
+        cos: float tensor of target cosines, any shape.
+        margin: additive cosine margin m (number or tensor broadcasting
+            against `cos`); default 0.35.
+
+    Returns:
+        tensor of the same shape as `cos`.
+    """
     return cos - margin
 
 
@@ -291,6 +373,20 @@ def chebyshev_cos_multiple(cos, m):
 
     Uses T₀ = 1, T₁ = c, T_{n+1} = 2c·T_n − T_{n−1}; the loop is unrolled at
     trace time because `m` is a Python int.
+
+    Args:
+        cos: float tensor of cosines c = cos θ.
+        m: Python int ≥ 0, the multiple of the angle.
+
+    Returns:
+        tensor of the same shape as `cos`.
+
+    Example:
+
+    ```pycon
+    >>> round(float(chebyshev_cos_multiple(np.float32(0.5), 2)), 4)   # cos(2·60°)
+    -0.5
+    ```
     """
     previous, current = ops.ones_like(cos), cos
     if m == 0:
@@ -328,16 +424,37 @@ def annealed_lambda(step, base=1000.0, gamma=0.12, power=1.0, minimum=0.0):
 
     Args:
         step: number of training steps taken so far (tensor or number).
+        base: λ at step 0; default 1000.
+        gamma: decay rate γ; default 0.12.
+        power: decay power; default 1.
+        minimum: floor of λ; default 0.
 
     Returns:
         float32 scalar tensor.
+
+    Example:
+
+    ```pycon
+    >>> round(float(annealed_lambda(1, base=1000.0, gamma=0.12, power=1.0, minimum=5.0)), 2)
+    892.86
+    ```
     """
     t = ops.cast(step, "float32")
     return ops.maximum(minimum, base * ops.power(1.0 + gamma * t, -power))
 
 
 def blend_with_lambda(cos, psi, lam):
-    """(λ·cos θ + ψ(θ)) / (1 + λ): the annealed target of L-/A-Softmax."""
+    """(λ·cos θ + ψ(θ)) / (1 + λ): the annealed target of L-/A-Softmax.
+
+    Args:
+        cos: float32 tensor of target cosines.
+        psi: float32 tensor ψ(θ) of the same shape (e.g. from
+            `multiplicative_angular_psi`).
+        lam: λ ≥ 0, a number or a scalar tensor (e.g. from `annealed_lambda`).
+
+    Returns:
+        float32 tensor of the shape of `cos`.
+    """
     return (lam * cos + psi) / (1.0 + lam)
 
 
@@ -347,6 +464,19 @@ def adacos_scale(num_classes):
     It is the scale at which the softmax probability of a sample whose target
     angle is π/4 (and whose other angles are π/2) has its steepest change,
     so the loss still pushes samples that are already well classified.
+
+    Args:
+        num_classes: C, an integer ≥ 3 (fewer raise a ValueError).
+
+    Returns:
+        A Python float.
+
+    Example:
+
+    ```pycon
+    >>> round(adacos_scale(32), 2)   # √2·ln 31
+    4.86
+    ```
     """
     if num_classes < 3:
         raise ValueError(
@@ -365,6 +495,13 @@ ADAPTIVE_SCALE_MINIMUM = 1.0
 
 def adacos_batch_statistics(cos, labels, previous_scale):
     """The per-batch pieces of the dynamic AdaCos scale, before any reduction.
+
+    Args:
+        cos: float32 `(batch, classes)` cosines of the batch (used without
+            gradient).
+        labels: int32 `(batch,)` target classes.
+        previous_scale: s_prev, the scale in effect before this batch (a
+            number or a scalar tensor).
 
     Returns:
         `(log_sum, theta)`: float32 `(1,)` log Σ_i Σ_{k≠y_i} exp(s_prev·cos θ_ik)
@@ -417,7 +554,22 @@ def adacos_scale_from_statistics(log_sums, theta, non_target_weight=1.0, maximum
 
 
 def linear_warmup(step, warmup_steps):
-    """min(1, step / warmup_steps) as a float32 tensor; 1 when `warmup_steps` is 0."""
+    """min(1, step / warmup_steps) as a float32 tensor; 1 when `warmup_steps` is 0.
+
+    Args:
+        step: training steps taken so far (tensor or number).
+        warmup_steps: Python int ≥ 0, the length of the ramp.
+
+    Returns:
+        float32 scalar tensor in `[0, 1]` (for `step` ≥ 0).
+
+    Example:
+
+    ```pycon
+    >>> float(linear_warmup(250, 1000))
+    0.25
+    ```
+    """
     if warmup_steps == 0:
         return ops.ones((), "float32")
     return ops.minimum(1.0, ops.cast(step, "float32") / float(warmup_steps))
@@ -448,21 +600,59 @@ def magface_margin(norms, lower_norm, upper_norm, lower_margin, upper_margin):
     """MagFace's margin m(a), linear in the clipped norm a ∈ [l_a, u_a] (Meng et al., CVPR 2021).
 
     `m(a) = (u_m − l_m) / (u_a − l_a) · (a − l_a) + l_m` with
-    `a = clip(‖x‖, l_a, u_a)`; float32, the shape of `norms`.
+    `a = clip(‖x‖, l_a, u_a)`.
+
+    Args:
+        norms: float tensor of embedding norms ‖x‖, any shape.
+        lower_norm: l_a, the lower end of the norm range.
+        upper_norm: u_a > l_a, the upper end.
+        lower_margin: l_m, the margin at l_a.
+        upper_margin: u_m, the margin at u_a.
+
+    Returns:
+        float32 tensor of the shape of `norms`.
     """
     a = ops.clip(ops.cast(norms, "float32"), lower_norm, upper_norm)
     return (upper_margin - lower_margin) / (upper_norm - lower_norm) * (a - lower_norm) + lower_margin
 
 
 def magface_regularizer(norms, lower_norm, upper_norm):
-    """MagFace's g(a) = 1/a + a/u_a² of the clipped norm, per example."""
+    """MagFace's g(a) = 1/a + a/u_a² of the clipped norm, per example.
+
+    Args:
+        norms: float tensor of embedding norms ‖x‖, any shape.
+        lower_norm: l_a > 0, the lower clip of the norm.
+        upper_norm: u_a > l_a, the upper clip.
+
+    Returns:
+        float32 tensor of the shape of `norms`.
+    """
     a = ops.clip(ops.cast(norms, "float32"), lower_norm, upper_norm)
     return 1.0 / a + a / upper_norm**2
 
 
 def magface_minimum_lambda(scale, lower_norm, upper_norm, lower_margin, upper_margin):
-    """The smallest λ_g for which MagFace's loss has a unique optimum in a (its Theorem):
-    s·k·u_a²·l_a² / (u_a² − l_a²), k = (u_m − l_m) / (u_a − l_a)."""
+    """The smallest λ_g for which MagFace's loss has a unique optimum in a (its Theorem).
+
+    The bound is s·k·u_a²·l_a² / (u_a² − l_a²), with k = (u_m − l_m) / (u_a − l_a).
+
+    Args:
+        scale: s, the head's scale.
+        lower_norm: l_a, the lower end of the norm range.
+        upper_norm: u_a > l_a, the upper end.
+        lower_margin: l_m, the margin at l_a.
+        upper_margin: u_m, the margin at u_a.
+
+    Returns:
+        A Python float (for number arguments).
+
+    Example:
+
+    ```pycon
+    >>> round(magface_minimum_lambda(64.0, 10.0, 110.0, 0.45, 0.8), 2)   # MagFace's defaults
+    22.59
+    ```
+    """
     k = (upper_margin - lower_margin) / (upper_norm - lower_norm)
     return scale * k * upper_norm**2 * lower_norm**2 / (upper_norm**2 - lower_norm**2)
 
@@ -473,7 +663,17 @@ ADAFACE_EPSILON = 1e-3
 
 
 def adaface_norm_scaler(norms, mean, std, h):
-    """AdaFace's ẑ = clip(h · (n − μ) / (σ + ε), −1, 1), ε = 1e-3 (Kim et al., CVPR 2022, eq. 13)."""
+    """AdaFace's ẑ = clip(h · (n − μ) / (σ + ε), −1, 1), ε = 1e-3 (Kim et al., CVPR 2022, eq. 13).
+
+    Args:
+        norms: float32 tensor of embedding norms n, any shape.
+        mean: μ, the running mean of the norms.
+        std: σ, the running standard deviation of the norms.
+        h: the concentration, > 0.
+
+    Returns:
+        float32 tensor of the shape of `norms`, in `[−1, 1]`.
+    """
     return ops.clip(h * (norms - mean) / (std + ADAFACE_EPSILON), -1.0, 1.0)
 
 
@@ -483,6 +683,15 @@ def adaface_target(cos, margin, norm_scaler):
     `cos` must already be clamped to ±(1 − ε), so arccos has a finite
     gradient; `margin · norm_scaler` is used as given (the head passes ẑ
     without gradient).
+
+    Args:
+        cos: float32 tensor of target cosines, clamped to ±(1 − ε).
+        margin: m ≥ 0, a number or a tensor broadcasting against `cos`.
+        norm_scaler: ẑ in `[−1, 1]`, the shape of `cos` (from
+            `adaface_norm_scaler`).
+
+    Returns:
+        float32 tensor of the shape of `cos`.
     """
     theta = ops.arccos(cos)
     angle = ops.clip(theta - margin * norm_scaler, ADAFACE_EPSILON, math.pi - ADAFACE_EPSILON)
@@ -495,6 +704,20 @@ def rank_matched(values, keys):
     The i-th smallest key gets the i-th largest value: ElasticFace+'s rule
     (a larger margin for a sample whose target cosine is smaller). Without
     gradient through the ordering.
+
+    Args:
+        values: 1-D tensor `(n,)`, e.g. drawn margins.
+        keys: 1-D tensor `(n,)`, e.g. target cosines.
+
+    Returns:
+        tensor `(n,)` holding the entries of `values`.
+
+    Example:
+
+    ```pycon
+    >>> keras.ops.convert_to_numpy(rank_matched(np.array([0.1, 0.3, 0.2]), np.array([0.9, 0.5, 0.7])))
+    array([0.1, 0.3, 0.2])
+    ```
     """
     keys = ops.convert_to_tensor(keys)  # the torch backend's stop_gradient takes tensors only
     key_rank = ops.argsort(ops.argsort(ops.stop_gradient(keys)))  # 0 for the smallest key
@@ -503,7 +726,14 @@ def rank_matched(values, keys):
 
 
 def unbiased_std(values):
-    """The sample standard deviation of a 1-D tensor, with n − 1 in the denominator."""
+    """The sample standard deviation of a 1-D tensor, with n − 1 in the denominator.
+
+    Args:
+        values: float tensor `(n,)`, n ≥ 2.
+
+    Returns:
+        scalar tensor.
+    """
     n = ops.cast(ops.shape(values)[0], "float32")
     mean = ops.mean(values)
     return ops.sqrt(ops.sum(ops.square(values - mean)) / (n - 1.0))

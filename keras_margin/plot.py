@@ -49,6 +49,13 @@ def feature_scatter(embeddings, labels, class_weights=None, normalize=False, ax=
 
     Returns:
         The matplotlib `Figure`.
+
+    Example:
+
+    ```pycon
+    >>> figure = feature_scatter(embeddings_2d, labels, class_weights=head.kernel.numpy(), normalize=True)
+    >>> save_figure(figure, "features.png")
+    ```
     """
     plt = _pyplot()
     embeddings = np.asarray(embeddings, dtype=np.float64)
@@ -100,6 +107,12 @@ def roc_figure(reports, ax=None, min_far=None):
 
     Returns:
         The matplotlib `Figure`.
+
+    Example:
+
+    ```pycon
+    >>> figure = roc_figure({"ArcFace": arcface_report, "CosFace": cosface_report})
+    ```
     """
     plt = _pyplot()
     if "roc" in reports:
@@ -128,7 +141,8 @@ def pair_angle_histogram(embeddings1, embeddings2, same, bins=60, ax=None, thres
     """Histograms of the angle (degrees) between the embeddings of same and of different pairs.
 
     Args:
-        embeddings1, embeddings2: arrays `(num_pairs, dim)`.
+        embeddings1: array `(num_pairs, dim)`, the first image of each pair.
+        embeddings2: array `(num_pairs, dim)`, the second image of each pair.
         same: bool array `(num_pairs,)`.
         bins: histogram bins over [0°, 180°].
         ax: a matplotlib Axes; a new figure when `None`.
@@ -137,6 +151,12 @@ def pair_angle_histogram(embeddings1, embeddings2, same, bins=60, ax=None, thres
 
     Returns:
         The matplotlib `Figure`.
+
+    Example:
+
+    ```pycon
+    >>> figure = pair_angle_histogram(embeddings1, embeddings2, same, threshold=report["threshold"])
+    ```
     """
     from keras_margin.metrics.verification import pair_scores
 
@@ -168,6 +188,13 @@ def quality_filtered_figure(curves, ax=None):
 
     Returns:
         The matplotlib `Figure`.
+
+    Example:
+
+    ```pycon
+    >>> curve = keras_margin.metrics.quality_filtered_verification(embeddings1, embeddings2, same)
+    >>> figure = quality_filtered_figure({"MagFace": curve})
+    ```
     """
     plt = _pyplot()
     if "fnmr" in curves:
@@ -188,7 +215,23 @@ def quality_filtered_figure(curves, ax=None):
 
 
 def save_figure(figure, path, dpi=120):
-    """Writes `figure` to `path` (PNG by its extension) and closes it."""
+    """Writes `figure` to `path` (PNG by its extension) and closes it.
+
+    Args:
+        figure: a matplotlib `Figure`, e.g. from `roc_figure`.
+        path: output file; its extension sets the format (`.png`, `.pdf`,
+            `.svg`, ...).
+        dpi: resolution in dots per inch; default 120.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```pycon
+    >>> save_figure(roc_figure(report), "roc.png")
+    ```
+    """
     plt = _pyplot()
     figure.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(figure)

@@ -41,7 +41,27 @@ CACHE_NAME = ".keras_margin_gallery.npz"
 
 
 class Embedder:
-    """An exported embedding model in its runtime: `embedder(images)` → L2-normalized float32 embeddings."""
+    """An exported embedding model in its runtime: `embedder(images)` → L2-normalized embeddings.
+
+    A SavedModel folder runs in TensorFlow, an `.onnx` file in onnxruntime
+    (CPU), a `.tflite` file in ai-edge-litert's interpreter (or TensorFlow's).
+    `embedder(images, batch_size=64)` takes a float32 array
+    `(n, height, width, channels)` preprocessed as in training and returns
+    float64 unit-norm embeddings `(n, dim)`; `input_shape` is the model's
+    `(height, width, channels)` and `metadata` what `read_metadata` returns.
+
+    Args:
+        path: what `keras_margin.export.export_embedding_model` wrote: a
+            SavedModel folder, an `.onnx` or a `.tflite` file; another path
+            raises a ValueError.
+
+    Example:
+
+    ```pycon
+    >>> embedder = Embedder("embedder.onnx")
+    >>> embeddings = embedder(load_images(["a.jpg", "b.jpg"], embedder.input_shape))
+    ```
+    """
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
@@ -97,7 +117,30 @@ class Embedder:
 
 
 def load_images(paths, input_shape, align=False, detector=None):
-    """The images at `paths` as the model's float32 input: (aligned,) resized and cropped, in [−1, 1]."""
+    """The images at `paths` as the model's float32 input: (aligned,) resized and cropped, in `[−1, 1]`.
+
+    Args:
+        paths: image files (JPEG, PNG, BMP or GIF).
+        input_shape: the model's `(height, width, channels)`, e.g.
+            `Embedder.input_shape`.
+        align: detect the largest face (MTCNN, confidence ≥ 0.5) and align it
+            to the ArcFace template first; default `False`. Needs the `[align]`
+            extra; an image with no face raises a ValueError.
+        detector: an `mtcnn.MTCNN` to reuse when aligning (default: a new one).
+
+    Returns:
+        float32 array `(len(paths), height, width, channels)`.
+
+    Raises:
+        ValueError: an image cannot be read, or no face is found in it.
+
+    Example:
+
+    ```pycon
+    >>> embedder = Embedder("embedder.onnx")
+    >>> images = load_images(["a.jpg", "b.jpg"], embedder.input_shape)
+    ```
+    """
     import tensorflow as tf
 
     from keras_margin.data.preprocessing import face_preprocessing
@@ -132,7 +175,28 @@ def threshold_of(embedder, given):
 
 
 def compare(embedder, first, second, align=False, threshold=None):
-    """`(similarity, same or None, threshold)` of two image files."""
+    """`(similarity, same or None, threshold)` of two image files.
+
+    Args:
+        embedder: an `Embedder`.
+        first: path of the first image.
+        second: path of the second image.
+        align: detect and align the faces first (see `load_images`); default
+            `False`.
+        threshold: cosine-similarity threshold; default `None`: the one stored
+            with the export, if any.
+
+    Returns:
+        `(similarity, same, threshold)`: the cosine similarity (a float),
+        whether it reaches the threshold (`None` without a threshold), and the
+        threshold used (or `None`).
+
+    Example:
+
+    ```pycon
+    >>> similarity, same, threshold = compare(Embedder("embedder"), "a.jpg", "b.jpg", threshold=0.3)
+    ```
+    """
     a, b = embedder(load_images([first, second], embedder.input_shape, align))
     similarity = float(a @ b)
     threshold = threshold_of(embedder, threshold)
@@ -140,7 +204,33 @@ def compare(embedder, first, second, align=False, threshold=None):
 
 
 def gallery_embeddings(embedder, gallery_dir, align=False):
-    """`(identities, labels, embeddings)` of a gallery folder, from the cache when it is current."""
+    """`(identities, labels, embeddings)` of a gallery folder, from the cache when it is current.
+
+    The embeddings are cached in `gallery_dir/.keras_margin_gallery.npz` and
+    recomputed when the images, the exported model or `align` change.
+
+    Args:
+        embedder: an `Embedder`.
+        gallery_dir: a folder with one sub-folder of images per identity
+            (.jpg, .jpeg, .png, .bmp).
+        align: detect and align the faces first (see `load_images`); default
+            `False`.
+
+    Returns:
+        `(identities, labels, embeddings)`: the sorted identity names, an int
+        array `(n,)` indexing them per image, and the unit-norm embeddings
+        `(n, dim)`.
+
+    Raises:
+        ValueError: `gallery_dir` is not a folder, or holds no images in
+            identity sub-folders.
+
+    Example:
+
+    ```pycon
+    >>> identities, labels, embeddings = gallery_embeddings(Embedder("embedder"), "gallery/")
+    ```
+    """
     gallery_dir = pathlib.Path(gallery_dir)
     if not gallery_dir.is_dir():
         raise ValueError(f"`gallery` must be a folder of identity folders. Received: {str(gallery_dir)!r}")
@@ -165,9 +255,29 @@ def gallery_embeddings(embedder, gallery_dir, align=False):
 def identify(embedder, gallery_dir, probe, top_k=5, align=False, threshold=None):
     """The `top_k` gallery identities nearest the probe: `[(identity, similarity)]`, and the decision.
 
-    Returns `(matches, best or "unknown" or None, threshold)`: `best` is the
-    top identity when its similarity reaches the threshold, "unknown" below
-    it, None without a threshold.
+    An identity's similarity is that of its best-matching gallery image.
+
+    Args:
+        embedder: an `Embedder`.
+        gallery_dir: a folder with one sub-folder of images per identity (see
+            `gallery_embeddings`).
+        probe: path of the image to identify.
+        top_k: how many identities to return, ≥ 1; default 5.
+        align: detect and align the faces first (see `load_images`); default
+            `False`.
+        threshold: cosine-similarity threshold; default `None`: the one stored
+            with the export, if any.
+
+    Returns:
+        `(matches, best or "unknown" or None, threshold)`: `best` is the
+        top identity when its similarity reaches the threshold, "unknown" below
+        it, None without a threshold.
+
+    Example:
+
+    ```pycon
+    >>> matches, decision, threshold = identify(Embedder("embedder"), "gallery/", "probe.jpg", top_k=3)
+    ```
     """
     identities, labels, embeddings = gallery_embeddings(embedder, gallery_dir, align)
     [query] = embedder(load_images([probe], embedder.input_shape, align))

@@ -272,7 +272,7 @@ def test_margin_scheduler_per_epoch_and_errors(rng):
         warm.fit([x, labels], labels, verbose=0, callbacks=[keras_margin.callbacks.MarginScheduler(lambda s: 1.0)])
     plain = keras.Sequential([keras.Input((DIM,)), keras.layers.Dense(NUM_CLASSES)])
     plain.compile("adam", "sparse_categorical_crossentropy")
-    with pytest.raises(ValueError, match="found no ArcMarginHead"):
+    with pytest.raises(ValueError, match="found no scaled-cosine margin head"):
         plain.fit(x, labels, verbose=0, callbacks=[keras_margin.callbacks.MarginScheduler(lambda s: 1.0)])
 
 

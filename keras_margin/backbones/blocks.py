@@ -57,11 +57,10 @@ class GroupedConv2D(keras.layers.Layer):
     kernel_size, groups=groups, use_bias=False)`: kernel `(kh, kw,
     in_channels / groups, filters)`, group g reading input channels
     `g·cin_g …` and writing output channels `g·cout_g …`. TensorFlow's CPU
-    kernel for the gradient of a grouped `Conv2D` is very slow (a 64-group
-    3×3 convolution on 56×56×128 took about 50 s per training step at batch
-    32); a depthwise convolution with `cout_g` filters per input channel
-    followed by a sum over the `cin_g` inputs of each group is the same
-    arithmetic with fast kernels.
+    kernel for the gradient of a grouped `Conv2D` is very slow; a depthwise
+    convolution with `cout_g` filters per input channel followed by a sum
+    over the `cin_g` inputs of each group is the same arithmetic with fast
+    kernels.
 
     Args:
         filters: output channels, a multiple of `groups`.

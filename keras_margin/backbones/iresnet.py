@@ -31,12 +31,14 @@ def iresnet(depth, embedding_dim=512, dropout=0.0, input_shape=(112, 112, 3), na
     so the embedding is float32.
 
     Args:
-        depth: 18, 34, 50, 100 or 200.
-        embedding_dim: size of the embedding.
-        dropout: dropout rate before the last Dense (insightface: 0, or 0.4
-            for some recipes).
-        input_shape: `(height, width, channels)` of the images, channels last.
-        name: the model's name (default `"iresnet<depth>"`).
+        depth: 18, 34, 50, 100 or 200; another value raises a ValueError.
+        embedding_dim: positive integer, the size of the embedding; default
+            512.
+        dropout: dropout rate before the last Dense, in `[0, 1)`; default 0
+            (insightface: 0, or 0.4 for some recipes).
+        input_shape: `(height, width, channels)` of the images, channels
+            last; default `(112, 112, 3)`.
+        name: the model's name (default `None`: `"iresnet<depth>"`).
 
     Input shape:
         `(batch, height, width, channels)` images, e.g. scaled to [-1, 1].
@@ -44,10 +46,15 @@ def iresnet(depth, embedding_dim=512, dropout=0.0, input_shape=(112, 112, 3), na
     Output shape:
         `(batch, embedding_dim)`, not normalized (the heads normalize).
 
+    Returns:
+        A functional `keras.Model`.
+
     Example:
 
+    ```pycon
     >>> embedder = keras_margin.backbones.iresnet(50)
     >>> head = keras_margin.ArcMarginHead(num_classes)
+    ```
     """
     if depth not in BLOCKS_PER_STAGE:
         raise ValueError(f"`depth` must be one of {tuple(BLOCKS_PER_STAGE)}. Received: depth={depth!r}")
@@ -84,25 +91,81 @@ def _block(x, channels, strides, name):
 
 
 def iresnet18(**kwargs):
-    """`iresnet(18, **kwargs)`."""
+    """The IResNet-18 face backbone: `iresnet(18, **kwargs)`.
+
+    Args:
+        **kwargs: the other arguments of `iresnet`: `embedding_dim` (default
+            512), `dropout` (default 0), `input_shape` (default
+            `(112, 112, 3)`) and `name` (default `"iresnet18"`).
+
+    Returns:
+        A functional `keras.Model` from images to `(batch, embedding_dim)`
+        embeddings.
+    """
     return iresnet(18, **kwargs)
 
 
 def iresnet34(**kwargs):
-    """`iresnet(34, **kwargs)`."""
+    """The IResNet-34 face backbone: `iresnet(34, **kwargs)`.
+
+    Args:
+        **kwargs: the other arguments of `iresnet`: `embedding_dim` (default
+            512), `dropout` (default 0), `input_shape` (default
+            `(112, 112, 3)`) and `name` (default `"iresnet34"`).
+
+    Returns:
+        A functional `keras.Model` from images to `(batch, embedding_dim)`
+        embeddings.
+    """
     return iresnet(34, **kwargs)
 
 
 def iresnet50(**kwargs):
-    """`iresnet(50, **kwargs)`."""
+    """The IResNet-50 face backbone: `iresnet(50, **kwargs)`.
+
+    Args:
+        **kwargs: the other arguments of `iresnet`: `embedding_dim` (default
+            512), `dropout` (default 0), `input_shape` (default
+            `(112, 112, 3)`) and `name` (default `"iresnet50"`).
+
+    Returns:
+        A functional `keras.Model` from images to `(batch, embedding_dim)`
+        embeddings.
+
+    Example:
+
+    ```pycon
+    >>> embedder = keras_margin.backbones.iresnet50(embedding_dim=512, dropout=0.4)
+    ```
+    """
     return iresnet(50, **kwargs)
 
 
 def iresnet100(**kwargs):
-    """`iresnet(100, **kwargs)`."""
+    """The IResNet-100 face backbone: `iresnet(100, **kwargs)`.
+
+    Args:
+        **kwargs: the other arguments of `iresnet`: `embedding_dim` (default
+            512), `dropout` (default 0), `input_shape` (default
+            `(112, 112, 3)`) and `name` (default `"iresnet100"`).
+
+    Returns:
+        A functional `keras.Model` from images to `(batch, embedding_dim)`
+        embeddings.
+    """
     return iresnet(100, **kwargs)
 
 
 def iresnet200(**kwargs):
-    """`iresnet(200, **kwargs)`."""
+    """The IResNet-200 face backbone: `iresnet(200, **kwargs)`.
+
+    Args:
+        **kwargs: the other arguments of `iresnet`: `embedding_dim` (default
+            512), `dropout` (default 0), `input_shape` (default
+            `(112, 112, 3)`) and `name` (default `"iresnet200"`).
+
+    Returns:
+        A functional `keras.Model` from images to `(batch, embedding_dim)`
+        embeddings.
+    """
     return iresnet(200, **kwargs)

@@ -24,7 +24,9 @@ def count_macs(model):
 
     Example:
 
+    ```pycon
     >>> count_macs(keras_margin.backbones.iresnet50()) / 1e9   # about 6.3
+    ```
     """
     total = 0
     for layer in model._flatten_layers(include_self=False):

@@ -25,14 +25,17 @@ def mobilefacenet(embedding_dim=512, input_shape=(112, 112, 3), blocks=(1, 4, 6,
     float32, so the embedding is float32.
 
     Args:
-        embedding_dim: size of the embedding.
-        input_shape: `(height, width, channels)`; 112×112 gives the 7×7 map
-            the GDC expects (other sizes give a `height / 16` map and a
-            matching depthwise kernel).
-        blocks: residual blocks per stage: `(1, 4, 6, 2)` for MobileFaceNet,
-            `(2, 8, 12, 4)` with `scale=4` for the large one.
-        scale: width multiplier of the trunk (c = 64·scale).
-        name: the model's name.
+        embedding_dim: positive integer, the size of the embedding; default
+            512.
+        input_shape: `(height, width, channels)`; default `(112, 112, 3)`.
+            112×112 gives the 7×7 map the GDC expects (other sizes give a
+            `height / 16` map and a matching depthwise kernel).
+        blocks: 4 positive integers, residual blocks per stage: `(1, 4, 6, 2)`
+            (the default) for MobileFaceNet, `(2, 8, 12, 4)` with `scale=4`
+            for the large one.
+        scale: positive integer, width multiplier of the trunk
+            (c = 64·scale); default 2.
+        name: the model's name; default `"mobilefacenet"`.
 
     Input shape:
         `(batch, height, width, channels)` images.
@@ -40,9 +43,14 @@ def mobilefacenet(embedding_dim=512, input_shape=(112, 112, 3), blocks=(1, 4, 6,
     Output shape:
         `(batch, embedding_dim)`.
 
+    Returns:
+        A functional `keras.Model`.
+
     Example:
 
+    ```pycon
     >>> embedder = keras_margin.backbones.mobilefacenet(embedding_dim=512)
+    ```
     """
     embedding_dim = check_number("embedding_dim", embedding_dim, low=1, integer=True)
     scale = check_number("scale", scale, low=1, integer=True)
@@ -75,7 +83,23 @@ def mobilefacenet(embedding_dim=512, input_shape=(112, 112, 3), blocks=(1, 4, 6,
 
 
 def mobilefacenet_large(embedding_dim=512, input_shape=(112, 112, 3), name="mobilefacenet_large"):
-    """The large MobileFaceNet of insightface (`get_mbf_large`): blocks (2, 8, 12, 4), scale 4."""
+    """The large MobileFaceNet of insightface (`get_mbf_large`): blocks (2, 8, 12, 4), scale 4.
+
+    Args:
+        embedding_dim: positive integer, the size of the embedding; default 512.
+        input_shape: `(height, width, channels)`; default `(112, 112, 3)`.
+        name: the model's name; default `"mobilefacenet_large"`.
+
+    Returns:
+        A functional `keras.Model` from images to `(batch, embedding_dim)`
+        embeddings.
+
+    Example:
+
+    ```pycon
+    >>> embedder = keras_margin.backbones.mobilefacenet_large()
+    ```
+    """
     return mobilefacenet(embedding_dim, input_shape, blocks=(2, 8, 12, 4), scale=4, name=name)
 
 

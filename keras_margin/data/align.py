@@ -26,8 +26,9 @@ ARCFACE_TEMPLATE = np.array([
     [41.5493, 92.3655],
     [70.7299, 92.2041],
 ])
-"""The five landmarks (x, y) of insightface's ArcFace 112 × 112 crops: left eye, right eye,
-nose tip, left and right mouth corners, in pixels."""
+"""The five landmarks (x, y), in pixels, of insightface's ArcFace 112 × 112 crops.
+
+The rows are the left eye, right eye, nose tip, left and right mouth corners."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FACE_RULES = ("largest", "center")
@@ -41,8 +42,19 @@ def arcface_template(image_size=112):
     scale it by size/128 and shift it right by 8·size/128 (the 112 template
     centred in a 128 crop).
 
+    Args:
+        image_size: side of the square crop in pixels, a positive multiple of
+            112 or of 128 (another size raises a ValueError); default 112.
+
     Returns:
         float64 array `(5, 2)`.
+
+    Example:
+
+    ```pycon
+    >>> arcface_template(224).shape
+    (5, 2)
+    ```
     """
     size = check_number("image_size", image_size, low=1, integer=True)
     if size % 112 == 0:
@@ -74,6 +86,13 @@ def estimate_similarity(source, target):
 
     Returns:
         float64 `(2, 3)` matrix M with `target ≈ M @ [x, y, 1]`.
+
+    Example:
+
+    ```pycon
+    >>> matrix = estimate_similarity(face.landmarks, arcface_template())
+    >>> crop = warp_affine(photo, matrix, (112, 112))   # what align_face does
+    ```
     """
     source, target = _points("source", source), _points("target", target)
     if source.shape != target.shape:
@@ -109,6 +128,16 @@ def warp_affine(image, matrix, size):
     Returns:
         array of `size` (and the image's channels), of the image's dtype
         (rounded for integer images).
+
+    Example:
+
+    ```pycon
+    >>> shift = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])   # one pixel to the right
+    >>> warp_affine(np.arange(9.0).reshape(3, 3), shift, (3, 3))
+    array([[0., 0., 1.],
+           [0., 3., 4.],
+           [0., 6., 7.]])
+    ```
     """
     image = np.asarray(image)
     matrix = np.asarray(matrix, dtype=np.float64)
@@ -157,8 +186,10 @@ def align_face(image, landmarks, image_size=112):
 
     Example:
 
+    ```pycon
     >>> face = detect_faces(photo)[0]
     >>> crop = align_face(photo, face.landmarks)        # 112 × 112, like insightface's crops
+    ```
     """
     landmarks = _points("landmarks", landmarks)
     if landmarks.shape != (5, 2):
@@ -168,7 +199,17 @@ def align_face(image, landmarks, image_size=112):
 
 
 class Face:
-    """One detected face: `box` (x, y, width, height), `confidence` and `landmarks` `(5, 2)`."""
+    """One detected face: `box` (x, y, width, height), `confidence` and `landmarks` `(5, 2)`.
+
+    `area` is the box's area and `center` its center `(x, y)`.
+
+    Args:
+        box: `(x, y, width, height)` of the face's box, in pixels (stored as a
+            float64 array).
+        confidence: the detector's score, a float.
+        landmarks: `(5, 2)` landmarks `(x, y)` in the order of this module's
+            docstring (stored as a float64 array).
+    """
 
     def __init__(self, box, confidence, landmarks):
         self.box = np.asarray(box, dtype=np.float64)
@@ -177,10 +218,12 @@ class Face:
 
     @property
     def area(self):
+        """The box's area, width × height, as a float."""
         return float(self.box[2] * self.box[3])
 
     @property
     def center(self):
+        """The box's center `(x, y)`, a float64 array `(2,)`."""
         return self.box[:2] + self.box[2:] / 2
 
     def __repr__(self):
@@ -192,6 +235,21 @@ def mtcnn_detector():
 
     The mtcnn package builds its networks with Keras and reads their outputs
     as TensorFlow tensors, so it runs on the TensorFlow backend only.
+
+    Returns:
+        An `mtcnn.MTCNN`, to pass as `detector` to `detect_faces` and
+        `align_folder`.
+
+    Raises:
+        RuntimeError: the Keras backend is not TensorFlow.
+        ImportError: the `mtcnn` package is not installed.
+
+    Example:
+
+    ```pycon
+    >>> detector = mtcnn_detector()
+    >>> faces = detect_faces(photo, detector)
+    ```
     """
     backend = keras.backend.backend()
     if backend != "tensorflow":
@@ -220,6 +278,13 @@ def detect_faces(image, detector=None):
     Returns:
         A list of `Face`. Landmarks come from MTCNN's numpy output, which
         keeps sub-pixel positions (its JSON output rounds them).
+
+    Example:
+
+    ```pycon
+    >>> faces = detect_faces(photo, mtcnn_detector())
+    >>> crop = align_face(photo, faces[0].landmarks)   # the most confident face
+    ```
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -236,6 +301,24 @@ def choose_face(faces, image_shape, rule="largest", min_confidence=0.9):
 
     `"largest"`: the largest box; `"center"`: the box whose center is nearest
     the image's center.
+
+    Args:
+        faces: a list of `Face` (e.g. from `detect_faces`).
+        image_shape: the image's shape, `(height, width, ...)`.
+        rule: `"largest"` (default) or `"center"`; another value raises a
+            ValueError.
+        min_confidence: faces with a lower confidence are not chosen; default
+            0.9.
+
+    Returns:
+        A `Face`, or `None` when no face reaches `min_confidence`.
+
+    Example:
+
+    ```pycon
+    >>> face = choose_face(detect_faces(photo, detector), photo.shape, rule="center")
+    >>> crop = None if face is None else align_face(photo, face.landmarks)
+    ```
     """
     check_choice("face", rule, FACE_RULES)
     kept = [face for face in faces if face.confidence >= min_confidence]
@@ -277,6 +360,13 @@ def align_folder(source_dir, target_dir, image_size=112, face="largest", min_con
     Returns:
         A dict with the counts `aligned`, `dropped`, `skipped` (already in
         the log) and the log's path.
+
+    Example:
+
+    ```pycon
+    >>> counts = align_folder("raw_photos/", "aligned/", image_size=112)
+    >>> faces = keras_margin.data.from_folder("aligned/")
+    ```
     """
     import tensorflow as tf
     from tqdm import tqdm

@@ -34,9 +34,11 @@ class IdentityFolder(tfds.core.GeneratorBasedBuilder):
 
     Example:
 
+    ```pycon
     >>> builder = IdentityFolder("faces/orl", data_dir="/tmp/tfds", channels=1)
     >>> builder.download_and_prepare()
     >>> ds = builder.as_dataset(split="train")
+    ```
     """
 
     VERSION = tfds.core.Version("1.0.0")

@@ -31,10 +31,12 @@ class IdentityDataset:
 
     Example:
 
+    ```pycon
     >>> data = keras_margin.data.from_tfds("mnist", split="train")
     >>> train, held_out = data.split_identities(num_test_identities=2, seed=0)
     >>> batches = train.batches(128, preprocess=keras_margin.data.scale_to_unit_range)
     >>> pairs = held_out.verification_pairs(num_pairs=600, seed=0)
+    ```
     """
 
     def __init__(self, records, class_names, decode_image, name="identity dataset"):
@@ -232,5 +234,22 @@ class IdentityDataset:
 
 
 def as_head_inputs(images, labels):
-    """`(images, labels)` → `((images, labels), labels)`: the labels feed the head and the loss."""
+    """`(images, labels)` → `((images, labels), labels)`: the labels feed the head and the loss.
+
+    For `tf.data.Dataset.map` on a dataset of `(images, labels)` batches, for a
+    model whose margin head takes the labels as a second input.
+
+    Args:
+        images: a batch of images.
+        labels: their labels.
+
+    Returns:
+        `((images, labels), labels)`.
+
+    Example:
+
+    ```pycon
+    >>> batches = dataset.map(keras_margin.data.as_head_inputs)
+    ```
+    """
     return (images, labels), labels

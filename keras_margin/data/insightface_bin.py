@@ -52,6 +52,14 @@ def read_bin(path):
     Raises:
         ValueError: the file is not such a pickle, or its image count is not
             twice its pair count; the message names the file.
+
+    Example:
+
+    ```pycon
+    >>> images, same = keras_margin.data.read_bin("lfw.bin")
+    >>> len(images) == 2 * len(same)
+    True
+    ```
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -95,7 +103,9 @@ def pairs_from_bin(path, preprocess=None, channels=3):
 
     Example:
 
+    ```pycon
     >>> pairs = keras_margin.data.pairs_from_bin("lfw.bin", keras_margin.data.face_preprocessing())
+    ```
     """
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be one of (1, 3). Received: channels={channels!r}")
@@ -126,6 +136,14 @@ def write_pairs_bin(pairs, path, quality=95):
 
     Returns:
         The number of pairs written.
+
+    Example:
+
+    ```pycon
+    >>> pairs = keras_margin.data.verification_pairs(held_out, 600, seed=0)
+    >>> keras_margin.data.write_pairs_bin(pairs, "held_out.bin")
+    600
+    ```
     """
     quality = check_number("quality", quality, low=1, high=100, integer=True)
     bins, issame = [], []

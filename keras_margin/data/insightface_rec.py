@@ -158,10 +158,12 @@ class RecordIODataset(IdentityDataset):
 
         Example:
 
+        ```pycon
         >>> def batches(context):
         ...     share = faces.shard(context.num_input_pipelines, context.input_pipeline_id)
         ...     return share.batches(context.get_per_replica_batch_size(512), preprocess, shuffle=True, seed=0)
         >>> distributed = strategy.distribute_datasets_from_function(batches)
+        ```
         """
         num_shards = check_number("num_shards", num_shards, low=1, integer=True)
         index = check_number("index", index, low=0, high=num_shards - 1, integer=True)
@@ -355,8 +357,10 @@ def from_insightface_rec(path, channels=3):
 
     Example:
 
+    ```pycon
     >>> faces = keras_margin.data.from_insightface_rec("faces_emore")
     >>> batches = faces.batches(128, data.face_preprocessing(flip=True), shuffle=True, seed=0)
+    ```
     """
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be one of (1, 3). Received: channels={channels!r}")
@@ -490,9 +494,11 @@ def write_insightface_rec(dataset, directory, quality=95, image_size=None, overw
 
     Example:
 
+    ```pycon
     >>> faces = keras_margin.data.from_folder("my_faces/")
     >>> keras_margin.data.write_insightface_rec(faces, "my_faces_rec")
     >>> keras_margin.data.from_insightface_rec("my_faces_rec")
+    ```
     """
     quality = check_number("quality", quality, low=1, high=100, integer=True)
     if image_size is not None:

@@ -11,7 +11,24 @@ from keras_margin._validation import check_number
 
 @dataclasses.dataclass(frozen=True)
 class VerificationPair:
-    """One line of a pairs list: image `number1` of `name1` against image `number2` of `name2`."""
+    """One line of a pairs list: image `number1` of `name1` against image `number2` of `name2`.
+
+    A frozen dataclass; `same` tells whether both images show one person.
+
+    Args:
+        name1: the identity (folder) name of the first image.
+        number1: the 1-based number of the first image within `name1`'s images.
+        name2: the identity name of the second image (equal to `name1` for a
+            same-identity pair).
+        number2: the 1-based number of the second image within `name2`'s images.
+
+    Example:
+
+    ```pycon
+    >>> VerificationPair("Aaron_Peirsol", 1, "Aaron_Peirsol", 2).same
+    True
+    ```
+    """
 
     name1: str
     number1: int
@@ -20,6 +37,7 @@ class VerificationPair:
 
     @property
     def same(self):
+        """Whether both images show the same identity (`name1 == name2`)."""
         return self.name1 == self.name2
 
 
@@ -38,6 +56,14 @@ def sample_pair_indices(labels, num_pairs, seed=0):
 
     Returns:
         `(first, second, same)`: int64 record indices and a bool array, each `(num_pairs,)`.
+
+    Example:
+
+    ```pycon
+    >>> first, second, same = sample_pair_indices(np.array([0, 0, 1, 1, 2, 2]), num_pairs=4, seed=0)
+    >>> int(same.sum())
+    2
+    ```
     """
     labels = np.asarray(labels)
     num_pairs = check_number("num_pairs", num_pairs, low=2, integer=True)
@@ -113,6 +139,14 @@ def verification_pairs(dataset, num_pairs, seed=0, preprocess=None):
     Returns:
         A `tf.data.Dataset` of `(image1, image2, same)` with `same` a bool
         scalar, unbatched, in a fixed order.
+
+    Example:
+
+    ```pycon
+    >>> train, held_out = faces.split_identities(test_fraction=0.1, seed=0)
+    >>> pairs = keras_margin.data.verification_pairs(held_out, 600, seed=0,
+    ...     preprocess=keras_margin.data.face_preprocessing((112, 112)))
+    ```
     """
     first, second, same = sample_pair_indices(dataset.labels(), num_pairs, seed=seed)
     needed = np.unique(np.concatenate([first, second]))
@@ -141,9 +175,23 @@ def read_pairs_list(path):
     whitespace separated: `name n1 n2` for two images of one person, or
     `name1 n1 name2 n2` for two people. Image numbers are 1-based, as in LFW.
 
+    Args:
+        path: the pairs list (a local path or any path `tf.io.gfile` reads).
+
     Returns:
         A list of `VerificationPair`, in file order (LFW's folds are
         contiguous blocks of it).
+
+    Raises:
+        ValueError: a malformed header or line, or a pair count that differs
+            from the header's; the message names the file (and the line).
+
+    Example:
+
+    ```pycon
+    >>> pairs = keras_margin.data.read_pairs_list("lfw/pairs.txt")
+    >>> dataset = keras_margin.data.pairs_from_list(pairs, "lfw/images", keras_margin.data.face_preprocessing((112, 112)))
+    ```
     """
     with tf.io.gfile.GFile(os.fspath(path)) as f:
         lines = [line.split() for line in f.read().splitlines() if line.strip()]
@@ -176,13 +224,26 @@ def pairs_from_list(pairs, images_dir, preprocess=None, file_pattern="{name}/{na
     Args:
         pairs: list of `VerificationPair`, e.g. from `read_pairs_list`.
         images_dir: folder holding the images.
-        preprocess: function applied to each decoded uint8 image.
+        preprocess: optional function applied to each decoded uint8 image
+            (default `None`: the images stay uint8).
         file_pattern: path of an image relative to `images_dir`, formatted
-            with `name` and `number`.
-        channels: decode to 1 or 3 channels.
+            with `name` and `number`; default
+            `"{name}/{name}_{number:04d}.jpg"` (LFW's layout).
+        channels: decode to 1 or 3 channels; default 3.
 
     Returns:
         A `tf.data.Dataset` of `(image1, image2, same)` in list order.
+
+    Raises:
+        ValueError: `pairs` is empty.
+        FileNotFoundError: images of the list are missing under `images_dir`.
+
+    Example:
+
+    ```pycon
+    >>> pairs = keras_margin.data.read_pairs_list("lfw/pairs.txt")
+    >>> dataset = keras_margin.data.pairs_from_list(pairs, "lfw/images", keras_margin.data.face_preprocessing((112, 112)))
+    ```
     """
     if not pairs:
         raise ValueError("`pairs` is empty.")

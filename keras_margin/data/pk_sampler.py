@@ -53,10 +53,12 @@ def pk_batches(
 
     Example:
 
+    ```pycon
     >>> batches = keras_margin.data.pk_batches(train, 16, 4, seed=0,
     ...     preprocess=keras_margin.data.face_preprocessing((112, 112)))
     >>> model.compile(loss=keras_margin.losses.TripletLoss(), optimizer="adam")
     >>> model.fit(batches, epochs=10)
+    ```
     """
     if getattr(dataset, "read_records", None) is not None:  # random access: draw batches, no grouping pass
         return dataset.pk_batches(

@@ -13,6 +13,13 @@ def resize_and_crop(image, image_size):
     Returns:
         float32 `(height, width, channels)`, values on the input's scale
         (bilinear, antialiased when shrinking).
+
+    Example:
+
+    ```pycon
+    >>> resize_and_crop(np.zeros((250, 200, 3), np.uint8), (112, 112)).shape
+    TensorShape([112, 112, 3])
+    ```
     """
     target_height, target_width = _check_size(image_size)
     shape = tf.shape(image)
@@ -28,29 +35,70 @@ def resize_and_crop(image, image_size):
 
 
 def scale_to_unit_range(image):
-    """Maps pixel values from [0, 255] to [-1, 1] (x / 127.5 - 1), as float32."""
+    """Maps pixel values from `[0, 255]` to `[-1, 1]` (x / 127.5 - 1), as float32.
+
+    Args:
+        image: a tensor of pixel values in `[0, 255]`, any numeric dtype and shape.
+
+    Returns:
+        float32 tensor of the same shape.
+
+    Example:
+
+    ```pycon
+    >>> scale_to_unit_range(np.array([0, 255], np.uint8)).numpy()
+    array([-1.,  1.], dtype=float32)
+    ```
+    """
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
 def random_flip(image, seed=None):
-    """Mirrors `image` left-right with probability 1/2 (training augmentation)."""
+    """Mirrors `image` left-right with probability 1/2 (training augmentation).
+
+    Args:
+        image: `(height, width, channels)` tensor (or a batch of them,
+            `(batch, height, width, channels)`, each flipped independently).
+        seed: optional integer seed (`tf.image.random_flip_left_right`'s);
+            default `None`.
+
+    Returns:
+        tensor of the shape and dtype of `image`.
+
+    Example:
+
+    ```pycon
+    >>> flipped = random_flip(np.arange(6, dtype=np.uint8).reshape(1, 6, 1), seed=0)
+    ```
+    """
     return tf.image.random_flip_left_right(image, seed=seed)
 
 
 def face_preprocessing(image_size=None, channels=None, flip=False, seed=None):
-    """One function for `IdentityDataset.batches(preprocess=...)` and friends.
+    """The per-image preprocessing function for `IdentityDataset.batches(preprocess=...)` and friends.
 
     Converts the channel count, crops and resizes, optionally flips, then
-    scales to [-1, 1] (the insightface convention).
+    scales to `[-1, 1]` (the insightface convention).
 
     Args:
-        image_size: `(height, width)`, or `None` to keep the size.
-        channels: 1 or 3 to convert grayscale / RGB, `None` to keep.
-        flip: random horizontal flips (training augmentation).
-        seed: seed of the flips.
+        image_size: `(height, width)` (or one int for a square), or `None`
+            (the default) to keep the size.
+        channels: 1 or 3 to convert grayscale / RGB, `None` (the default) to
+            keep.
+        flip: random horizontal flips (training augmentation); default
+            `False`.
+        seed: optional seed of the flips.
 
     Returns:
         A function from a uint8 `(height, width, channels)` image to float32.
+
+    Example:
+
+    ```pycon
+    >>> preprocess = keras_margin.data.face_preprocessing((112, 112), channels=3, flip=True)
+    >>> preprocess(np.zeros((250, 250, 3), np.uint8)).shape
+    TensorShape([112, 112, 3])
+    ```
     """
     if image_size is not None:
         image_size = _check_size(image_size)

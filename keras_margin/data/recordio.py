@@ -109,8 +109,10 @@ class RecordFile:
 
     Example:
 
+    ```pycon
     >>> records = RecordFile("faces_emore/train.rec")
     >>> payload = records.read(0)   # the record whose magic word is at byte 0
+    ```
     """
 
     def __init__(self, path):

@@ -33,12 +33,27 @@ def from_tfds(
 
     Args:
         name: tfds name, e.g. `"mnist"`, `"lfw"`, `"vgg_face2"`.
-        split: tfds split string (`"train"`, `"test"`, `"train[:10%]"`, ...).
-        data_dir: tfds `data_dir`.
-        download: call `download_and_prepare` first (a no-op when prepared).
+        split: tfds split string (`"train"`, the default, `"test"`,
+            `"train[:10%]"`, ...).
+        data_dir: tfds `data_dir` (default `None`: tfds' default).
+        download: call `download_and_prepare` first (a no-op when
+            prepared); default `True`.
         manual_dir: where manually downloaded archives are, for datasets
             such as `vgg_face2` that cannot be downloaded automatically.
-        image_key, label_key: feature names of the image and the identity.
+        image_key: feature name of the image; default `"image"`.
+        label_key: feature name of the identity, a `ClassLabel` or `Text`
+            feature; default `"label"`.
+
+    Returns:
+        An `IdentityDataset` of the split, images still encoded.
+
+    Example:
+
+    ```pycon
+    >>> digits = keras_margin.data.from_tfds("mnist", split="train")
+    >>> digits.num_classes
+    10
+    ```
     """
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
@@ -77,11 +92,23 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
     copy), so the others read the finished copy instead of writing over it.
 
     Args:
-        root_dir: `root_dir/<identity>/<image>`.
-        data_dir: tfds `data_dir` for the prepared copy.
-        channels: 1 (grayscale) or 3 (RGB).
+        root_dir: the folder, laid out `root_dir/<identity>/<image>`.
+        data_dir: tfds `data_dir` for the prepared copy (default `None`:
+            tfds' default).
+        channels: 1 (grayscale) or 3 (RGB, the default).
         config_name: name of the prepared copy (default: the folder's name).
-        rebuild: prepare again even if a prepared copy exists.
+        rebuild: prepare again even if a prepared copy exists; default
+            `False`.
+
+    Returns:
+        An `IdentityDataset`; `class_names` are the sub-folder names, sorted.
+
+    Example:
+
+    ```pycon
+    >>> faces = keras_margin.data.from_folder("my_faces/", channels=3)
+    >>> train, held_out = faces.split_identities(test_fraction=0.2, seed=0)
+    ```
     """
     def make_builder():
         return IdentityFolder(root_dir, channels=channels, config_name=config_name, data_dir=data_dir)

@@ -37,15 +37,26 @@ class AdaFaceHead(ScaledCosineHead):
     Args:
         num_classes: integer ≥ 2, the number of identities.
         scale: `s`, a positive float or `"auto"`; default 64.
-        margin: `m` ≥ 0 (0.4).
-        h: the concentration of ẑ, > 0 (0.333: about 68% of ẑ in
-            [−0.333, 0.333]).
-        momentum: of the running statistics, in [0, 1) (0.99: the official
-            rate 0.01).
-        margin_warmup_steps, sample_rate, seed, num_subcenters,
-        kernel_initializer, kernel_regularizer, kernel_constraint: as in
-            `ArcMarginHead`.
-        **kwargs: base `keras.layers.Layer` arguments.
+        margin: `m` ≥ 0; default 0.4.
+        h: the concentration of ẑ, > 0; default 0.333 (about 68% of ẑ in
+            `[−0.333, 0.333]`).
+        momentum: of the running statistics, in `[0, 1)`; default 0.99 (the
+            official rate 0.01).
+        margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
+            to its value over this many training steps (0, the default: the
+            full margin from the first step).
+        sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
+            below 1 the head adds its own loss (compile without one);
+            default 1.
+        seed: optional integer seed of the Partial FC class sampling;
+            default `None`.
+        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
+            cosine among them used; default 1.
+        kernel_initializer: initializer of the kernel; default
+            `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         embeddings: float tensor `(batch, dim)`, not normalized.
@@ -65,9 +76,11 @@ class AdaFaceHead(ScaledCosineHead):
 
     Example:
 
+    ```pycon
     >>> head = AdaFaceHead(1000)
     >>> logits = head(backbone(images), labels=labels, training=True)
     >>> float(head.norm_mean), float(head.norm_std)
+    ```
     """
 
     uses_norms = True

@@ -30,15 +30,10 @@ class ArcMarginHead(ScaledCosineHead):
     training, so the choice rarely changes results; the continuous rule is the
     default because it is the only one with no jump and no non-monotone part.
 
-    Defaults come from measurements (README, "Recipes"): s = 16 with the
-    paper's margin. On identity-disjoint verification with ORL faces and with
-    MNIST digits, s = 16 was as good as the paper's s = 64 and as plain
-    softmax, while s = 64 stalled with SGD on a small CNN without batch
-    normalization and four classes (`tests/test_scale_stall.py`) and
-    s = 16 trained there. The AdaCos scale (`"auto"`) was 10 points worse
-    with six training classes. Margin warm-up is off: it changed nothing
-    measurable in those runs, and a good length depends on the run's length.
-    `scale=64.0` gives the paper's setting.
+    The default is s = 16 with the paper's margin and no margin warm-up:
+    s = 16 trains in small settings where the paper's s = 64 can stall (see
+    Results → Recipes in the documentation). `scale=64.0` gives the paper's
+    setting.
 
     Labels outside `[0, num_classes)` raise a ValueError when called eagerly.
     Inside a compiled function (`jit_compile=True`, `tf.function`) they cannot
@@ -80,7 +75,8 @@ class ArcMarginHead(ScaledCosineHead):
         embeddings: float tensor `(batch, dim)`.
         labels: optional integer class ids `(batch,)` or `(batch, 1)`; float
             tensors holding whole numbers are accepted.
-        training: unused; present for symmetry with the other heads.
+        training: whether this is a training call: it advances the margin
+            warm-up, the `"adaptive"` scale and Partial FC sampling.
 
     Input shape:
         `embeddings`: `(batch, dim)`.
@@ -97,6 +93,7 @@ class ArcMarginHead(ScaledCosineHead):
 
     Example:
 
+    ```pycon
     >>> images = keras.Input((28, 28, 1))
     >>> labels = keras.Input((), dtype="int32")
     >>> x = keras.layers.Flatten()(images)
@@ -105,6 +102,7 @@ class ArcMarginHead(ScaledCosineHead):
     >>> model = keras.Model([images, labels], logits)
     >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
     ...     from_logits=True), jit_compile=True)
+    ```
     """
 
     def __init__(

@@ -58,10 +58,12 @@ class CenterLossLayer(keras.layers.Layer):
 
     Example:
 
+    ```pycon
     >>> embeddings = backbone(images)
     >>> embeddings = CenterLossLayer(num_classes)(embeddings, labels=labels)
     >>> logits = keras.layers.Dense(num_classes)(embeddings)
     >>> model = keras.Model([images, labels], logits)
+    ```
     """
 
     def __init__(self, num_classes, alpha=0.5, weight=0.003, centers_initializer="zeros", **kwargs):

@@ -23,8 +23,8 @@ class CombinedMarginHead(ScaledCosineHead):
     Logits are float32 under every dtype policy; out-of-range labels behave as
     in `ArcMarginHead`.
 
-    The default scale is 16, for the reasons measured in `ArcMarginHead`'s
-    docstring and the README's "Recipes"; `scale=64.0` is the paper's.
+    The default scale is 16, as in `ArcMarginHead` (see Results → Recipes in
+    the documentation); `scale=64.0` is the paper's.
 
     Args:
         num_classes: integer ≥ 2.
@@ -41,14 +41,17 @@ class CombinedMarginHead(ScaledCosineHead):
             below 1 the head adds its own loss (compile without one).
         seed: seed of the Partial FC class sampling.
         num_subcenters: integer K ≥ 1 kernel columns per class.
-        kernel_initializer, kernel_regularizer, kernel_constraint: as in
-            `keras.layers.Dense`.
-        **kwargs: base `keras.layers.Layer` arguments.
+        kernel_initializer: initializer of the kernel, as in
+            `keras.layers.Dense`; default `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         embeddings: float tensor `(batch, dim)`.
         labels: optional integer class ids `(batch,)` or `(batch, 1)`.
-        training: unused.
+        training: whether this is a training call: it advances the margin
+            warm-up, the `"adaptive"` scale and Partial FC sampling.
 
     Input shape:
         `embeddings`: `(batch, dim)`.
@@ -59,9 +62,11 @@ class CombinedMarginHead(ScaledCosineHead):
 
     Example:
 
+    ```pycon
     >>> head = CombinedMarginHead(1000, m1=1.0, m2=0.3, m3=0.2)
     >>> head(np.random.normal(size=(4, 32)), labels=[0, 1, 2, 3]).shape
     (4, 1000)
+    ```
     """
 
     def __init__(

@@ -18,15 +18,9 @@ class CosMarginHead(ScaledCosineHead):
     invalid angle and no gradient option. Out-of-range labels behave as in
     `ArcMarginHead`.
 
-    Defaults come from measurements (README, "Recipes"): s = 16 with the
-    paper's m = 0.35. On identity-disjoint verification with ORL faces and
-    MNIST digits, s = 16 and the paper's s = 64 were within noise of each
-    other and of plain softmax (84.5% vs 85.1% on ORL, 73.0% vs 75.8% on
-    MNIST); s = 16 is kept for one rule across the normalized heads (ArcFace
-    stalls at 64 where 16 trains) and because it starts faster (loss 0.3 vs
-    2.3 after 256 SGD steps on four digits). The AdaCos scale (`"auto"`) was
-    10 points worse with six training classes. Margin warm-up is off.
-    `scale=64.0` gives the paper's setting.
+    The default is s = 16 with the paper's m = 0.35 and no margin warm-up,
+    one rule across the normalized heads (see Results → Recipes in the
+    documentation). `scale=64.0` gives the paper's setting.
 
     Args:
         num_classes: integer ≥ 2, the number of identities.
@@ -51,7 +45,8 @@ class CosMarginHead(ScaledCosineHead):
     Call arguments:
         embeddings: float tensor `(batch, dim)`.
         labels: optional integer class ids `(batch,)` or `(batch, 1)`.
-        training: unused.
+        training: whether this is a training call: it advances the margin
+            warm-up, the `"adaptive"` scale and Partial FC sampling.
 
     Input shape:
         `embeddings`: `(batch, dim)`.
@@ -62,10 +57,12 @@ class CosMarginHead(ScaledCosineHead):
 
     Example:
 
+    ```pycon
     >>> head = CosMarginHead(100, scale=30.0, margin=0.35)
     >>> logits = head(np.random.normal(size=(8, 16)), labels=np.arange(8))
     >>> logits.shape
     (8, 100)
+    ```
     """
 
     def __init__(self, num_classes, scale=16.0, margin=0.35, margin_warmup_steps=0, **kwargs):

@@ -34,14 +34,26 @@ class CurricularFaceHead(ScaledCosineHead):
         num_classes: integer ≥ 2, the number of identities.
         scale: `s`, a positive float or `"auto"` (√2·ln(C − 1)); default 64
             (the paper's).
-        margin: additive angular margin `m` in radians, in [0, π) (0.5).
-        momentum: of the running mean `t`, in [0, 1) (0.99: the official
-            update rate 0.01).
-        margin_warmup_steps, sample_rate, seed, num_subcenters,
-        kernel_initializer, kernel_regularizer, kernel_constraint: as in
-            `ArcMarginHead` (Partial FC: the hard negatives are sought among
-            the sampled classes).
-        **kwargs: base `keras.layers.Layer` arguments.
+        margin: additive angular margin `m` in radians, in `[0, π)`;
+            default 0.5.
+        momentum: of the running mean `t`, in `[0, 1)`; default 0.99 (the
+            official update rate 0.01).
+        margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
+            to its value over this many training steps (0, the default: the
+            full margin from the first step).
+        sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
+            below 1 the head adds its own loss (compile without one);
+            default 1. The hard negatives are then sought among the sampled
+            classes.
+        seed: optional integer seed of the Partial FC class sampling;
+            default `None`.
+        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
+            cosine among them used; default 1.
+        kernel_initializer: initializer of the kernel; default
+            `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         embeddings: float tensor `(batch, dim)`, not normalized.
@@ -61,9 +73,11 @@ class CurricularFaceHead(ScaledCosineHead):
 
     Example:
 
+    ```pycon
     >>> head = CurricularFaceHead(1000)
     >>> logits = head(embeddings, labels=labels, training=True)   # for sparse CE from logits
     >>> float(head.t)   # the running mean of the target cosine
+    ```
     """
 
     def __init__(self, num_classes, scale=64.0, margin=0.5, momentum=0.99, margin_warmup_steps=0, **kwargs):

@@ -56,19 +56,9 @@ class ElasticMarginHead(ScaledCosineHead):
         return config
 
 
-_CALL_DOC = """    Call arguments:
-        embeddings: float tensor `(batch, dim)`, not normalized.
-        labels: optional integer class ids `(batch,)`.
-        training: whether to draw margins.
-
-    Input shape:
-        `embeddings`: `(batch, dim)`.
-
-    Output shape:
-        `(batch, num_classes)`, float32.
-"""
-
-_ELASTIC_DOC = """
+@keras.saving.register_keras_serializable(package="keras_margin")
+class ElasticArcMarginHead(ElasticMarginHead):
+    """ElasticFace-Arc head (Boutros et al., CVPRW 2022): target `s · cos(θ_y + m_i)`, m_i ~ N(m, σ).
 
     Each training call draws one margin per sample from Normal(m, σ) (from
     `seed`); evaluation calls use m. With `sorted_margins=True` (ElasticFace+)
@@ -82,13 +72,7 @@ _ELASTIC_DOC = """
     logit (at the paper's m and σ that is a 10σ event). Under
     `tf.distribute` each replica draws (and ranks) for its own part of
     the batch, so N replicas are not the same random run as one device.
-"""
 
-
-@keras.saving.register_keras_serializable(package="keras_margin")
-class ElasticArcMarginHead(ElasticMarginHead):
-    """ElasticFace-Arc head (Boutros et al., CVPRW 2022): target `s · cos(θ_y + m_i)`, m_i ~ N(m, σ).
-    {elastic}
     Beyond θ_y = π − m_i the official code uses the raw formula (which rises
     again); this head takes `ArcMarginHead`'s `fallback` there, default
     `"continuous"` (`"none"` is the official behaviour).
@@ -97,20 +81,45 @@ class ElasticArcMarginHead(ElasticMarginHead):
         num_classes: integer ≥ 2, the number of identities.
         scale: `s`: a positive float, `"auto"` or `"adaptive"`, as in
             `ArcMarginHead`; default 64 (the paper's).
-        margin: the mean margin m in [0, π) (0.5).
-        margin_std: σ ≥ 0 (0.05; ElasticFace-Arc+: 0.0175).
-        sorted_margins: the "+" variant.
-        fallback: `"continuous"`, `"insightface"`, `"easy"` or `"none"`.
-        seed: seed of the margin draws (and of the Partial FC sampling).
-        margin_warmup_steps, sample_rate, num_subcenters, kernel_initializer,
-        kernel_regularizer, kernel_constraint: as in `ArcMarginHead`.
-        **kwargs: base `keras.layers.Layer` arguments.
+        margin: the mean margin m, in `[0, π)`; default 0.5.
+        margin_std: σ ≥ 0; default 0.05 (ElasticFace-Arc+: 0.0175).
+        sorted_margins: `True` for the "+" variant (margins assigned by
+            rank); default `False`.
+        fallback: `"continuous"` (default), `"insightface"`, `"easy"` or
+            `"none"`, as in `ArcMarginHead`.
+        seed: optional integer seed of the margin draws (and of the Partial
+            FC sampling); default `None`.
+        margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
+            to its value over this many training steps (0, the default: the
+            full margin from the first step).
+        sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
+            below 1 the head adds its own loss (compile without one);
+            default 1.
+        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
+            cosine among them used; default 1.
+        kernel_initializer: initializer of the kernel; default
+            `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
-{call}
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`, not normalized.
+        labels: optional integer class ids `(batch,)`.
+        training: whether to draw margins.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
     Example:
 
+    ```pycon
     >>> head = ElasticArcMarginHead(1000, sorted_margins=True, margin_std=0.0175, seed=0)
     >>> logits = head(embeddings, labels=labels, training=True)
+    ```
     """
 
     def __init__(self, num_classes, scale=64.0, margin=0.5, margin_std=0.05, sorted_margins=False,
@@ -136,23 +145,61 @@ class ElasticArcMarginHead(ElasticMarginHead):
 @keras.saving.register_keras_serializable(package="keras_margin")
 class ElasticCosMarginHead(ElasticMarginHead):
     """ElasticFace-Cos head (Boutros et al., CVPRW 2022): target `s · (cos θ_y − m_i)`, m_i ~ N(m, σ).
-    {elastic}
+
+    Each training call draws one margin per sample from Normal(m, σ) (from
+    `seed`); evaluation calls use m. With `sorted_margins=True` (ElasticFace+)
+    the drawn margins are assigned by rank: the largest margin to the sample
+    whose target cosine is smallest, the smallest to the one whose target
+    cosine is largest. The official code indexes the sorted margins with the
+    sort permutation of the cosines where its inverse (each sample's rank)
+    is needed, which does not pair ranks; this head pairs them as the paper
+    describes. The paper's σ for "+" is smaller: 0.0175 (arc), 0.02 (cos).
+    Draws below 0 are raised to 0, so the margin never raises the target
+    logit (at the paper's m and σ that is a 10σ event). Under
+    `tf.distribute` each replica draws (and ranks) for its own part of
+    the batch, so N replicas are not the same random run as one device.
+
     Args:
         num_classes: integer ≥ 2, the number of identities.
-        scale: `s`: a positive float, `"auto"` or `"adaptive"`; default 64.
-        margin: the mean margin m in [0, 2] (0.35).
-        margin_std: σ ≥ 0 (0.05; ElasticFace-Cos+: 0.02).
-        sorted_margins: the "+" variant.
-        seed: seed of the margin draws (and of the Partial FC sampling).
-        margin_warmup_steps, sample_rate, num_subcenters, kernel_initializer,
-        kernel_regularizer, kernel_constraint: as in `CosMarginHead`.
-        **kwargs: base `keras.layers.Layer` arguments.
+        scale: `s`: a positive float, `"auto"` or `"adaptive"`, as in
+            `CosMarginHead`; default 64 (the paper's).
+        margin: the mean margin m, in `[0, 2]`; default 0.35.
+        margin_std: σ ≥ 0; default 0.05 (ElasticFace-Cos+: 0.02).
+        sorted_margins: `True` for the "+" variant (margins assigned by
+            rank); default `False`.
+        seed: optional integer seed of the margin draws (and of the Partial
+            FC sampling); default `None`.
+        margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
+            to its value over this many training steps (0, the default: the
+            full margin from the first step).
+        sample_rate: Partial FC rate r in `(0, 1]`, as in `CosMarginHead`:
+            below 1 the head adds its own loss (compile without one);
+            default 1.
+        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
+            cosine among them used; default 1.
+        kernel_initializer: initializer of the kernel; default
+            `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
-{call}
+    Call arguments:
+        embeddings: float tensor `(batch, dim)`, not normalized.
+        labels: optional integer class ids `(batch,)`.
+        training: whether to draw margins.
+
+    Input shape:
+        `embeddings`: `(batch, dim)`.
+
+    Output shape:
+        `(batch, num_classes)`, float32.
+
     Example:
 
+    ```pycon
     >>> head = ElasticCosMarginHead(1000, seed=0)
     >>> logits = head(embeddings, labels=labels, training=True)
+    ```
     """
 
     def __init__(self, num_classes, scale=64.0, margin=0.35, margin_std=0.05, sorted_margins=False, seed=None,
@@ -167,6 +214,3 @@ class ElasticCosMarginHead(ElasticMarginHead):
     def margin_at(self, cos_target, margin):
         return margins.additive_cosine_margin(cos_target, margin)
 
-
-for _head in (ElasticArcMarginHead, ElasticCosMarginHead):
-    _head.__doc__ = _head.__doc__.format(elastic=_ELASTIC_DOC, call=_CALL_DOC)

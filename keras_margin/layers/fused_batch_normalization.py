@@ -19,8 +19,10 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     ranks and axes, masks, `renorm` and `synchronized` use its code
     unchanged.
 
-    Args:
-        Those of `keras.layers.BatchNormalization`.
+    It takes the arguments of `keras.layers.BatchNormalization` (`axis`,
+    `momentum`, `epsilon`, `center`, `scale`, the initializers,
+    regularizers and constraints, `synchronized`, ...) and has no
+    `__init__` of its own.
 
     Input shape:
         Any; `(batch, height, width, channels)` with `axis=-1` takes the
@@ -31,9 +33,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     Example:
 
+    ```pycon
     >>> layer = FusedBatchNormalization(epsilon=1e-5)
     >>> layer(np.ones((2, 4, 4, 3)), training=True).shape
     (2, 4, 4, 3)
+    ```
     """
 
     def call(self, inputs, training=None, mask=None):

@@ -22,15 +22,19 @@ class LargeMarginHead(MultiplicativeMarginHead):
     as in `ArcMarginHead`.
 
     Args:
-        num_classes: integer ≥ 2.
-        margin: integer m ≥ 1 (paper: 2, 3 or 4; default 2).
-        lambda_base: λ at step 0, ≥ 0.
-        lambda_gamma: decay rate γ, ≥ 0.
-        lambda_power: decay power, ≥ 0.
-        lambda_min: floor of λ, ≥ 0.
-        kernel_initializer, kernel_regularizer, kernel_constraint: as in
-            `keras.layers.Dense`.
-        **kwargs: base `keras.layers.Layer` arguments.
+        num_classes: integer ≥ 2, the number of identities.
+        margin: integer m ≥ 1; default 2 (paper: 2, 3 or 4).
+        lambda_base: λ at step 0, ≥ 0; default 1000.
+        lambda_gamma: decay rate γ, ≥ 0; default 0.12.
+        lambda_power: decay power, ≥ 0; default 1.
+        lambda_min: floor of λ, ≥ 0; default 0.
+        kernel_initializer: initializer of the kernel, as in
+            `keras.layers.Dense`; default `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...);
+            `num_subcenters` other than 1 raises a ValueError (the kernel
+            is not normalized).
 
     Call arguments:
         embeddings: float tensor `(batch, dim)`.
@@ -48,9 +52,11 @@ class LargeMarginHead(MultiplicativeMarginHead):
 
     Example:
 
+    ```pycon
     >>> head = LargeMarginHead(10, margin=2)
     >>> head(np.random.normal(size=(8, 32))).shape  # plain W^T x
     (8, 10)
+    ```
     """
 
     def __init__(

@@ -38,15 +38,30 @@ class MagFaceHead(ScaledCosineHead):
     Args:
         num_classes: integer ≥ 2, the number of identities.
         scale: `s`, a positive float or `"auto"`; default 64.
-        lower_norm, upper_norm: `l_a < u_a`, the norm range (10, 110).
-        lower_margin, upper_margin: `l_m ≤ u_m` in [0, π), the margins at
-            those norms (0.45, 0.8).
-        lambda_g: weight of the regularizer (35).
-        easy_margin: see above (True).
-        margin_warmup_steps, sample_rate, seed, num_subcenters,
-        kernel_initializer, kernel_regularizer, kernel_constraint: as in
-            `ArcMarginHead`.
-        **kwargs: base `keras.layers.Layer` arguments.
+        lower_norm: `l_a` > 0, the lower end of the norm range; default 10.
+        upper_norm: `u_a` > `l_a`, the upper end of the norm range;
+            default 110.
+        lower_margin: `l_m` in `[0, π)`, the margin at `l_a`; default 0.45.
+        upper_margin: `u_m` in `[l_m, π)`, the margin at `u_a`; default 0.8.
+        lambda_g: λ_g ≥ 0, the weight of the regularizer, at least MagFace's
+            bound above; default 35.
+        easy_margin: whether the margin applies only where cos θ_y > 0 (see
+            above); default `True`.
+        margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
+            to its value over this many training steps (0, the default: the
+            full margin from the first step).
+        sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
+            below 1 the head adds its own loss (compile without one);
+            default 1.
+        seed: optional integer seed of the Partial FC class sampling;
+            default `None`.
+        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
+            cosine among them used; default 1.
+        kernel_initializer: initializer of the kernel; default
+            `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         embeddings: float tensor `(batch, dim)`, not normalized.
@@ -63,10 +78,12 @@ class MagFaceHead(ScaledCosineHead):
 
     Example:
 
+    ```pycon
     >>> head = MagFaceHead(1000)
     >>> logits = head(embedder(images), labels=labels)
     >>> model = keras.Model([images, labels], logits)
     >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # + the regularizer
+    ```
     """
 
     uses_norms = True

@@ -38,9 +38,11 @@ class NormalizedDense(keras.layers.Layer):
 
     Example:
 
+    ```pycon
     >>> layer = NormalizedDense(10, scale=30.0)
     >>> layer(np.ones((4, 8))).shape
     (4, 10)
+    ```
     """
 
     def __init__(

@@ -26,16 +26,19 @@ class SphereMarginHead(MultiplicativeMarginHead):
     dtype policy; out-of-range labels behave as in `ArcMarginHead`.
 
     Args:
-        num_classes: integer ≥ 2.
-        margin: integer m ≥ 1 (paper: 4).
-        lambda_base: λ at step 0, ≥ 0.
-        lambda_gamma: decay rate γ, ≥ 0.
-        lambda_power: decay power, ≥ 0.
-        lambda_min: floor of λ, ≥ 0.
-        num_subcenters: integer K ≥ 1 kernel columns per class.
-        kernel_initializer, kernel_regularizer, kernel_constraint: as in
-            `keras.layers.Dense`.
-        **kwargs: base `keras.layers.Layer` arguments.
+        num_classes: integer ≥ 2, the number of identities.
+        margin: integer m ≥ 1; default 4 (the paper's).
+        lambda_base: λ at step 0, ≥ 0; default 1000.
+        lambda_gamma: decay rate γ, ≥ 0; default 0.12.
+        lambda_power: decay power, ≥ 0; default 1.
+        lambda_min: floor of λ, ≥ 0; default 5.
+        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
+            cosine among them used; default 1.
+        kernel_initializer: initializer of the kernel, as in
+            `keras.layers.Dense`; default `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        kernel_constraint: optional constraint of the kernel.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         embeddings: float tensor `(batch, dim)`.
@@ -53,10 +56,12 @@ class SphereMarginHead(MultiplicativeMarginHead):
 
     Example:
 
+    ```pycon
     >>> head = SphereMarginHead(10, margin=4)
     >>> logits = head(np.random.normal(size=(8, 2)), labels=np.arange(8) % 10, training=True)
     >>> round(head.current_lambda, 2)  # 1000 / (1 + 0.12) after one step
     892.86
+    ```
     """
 
     def __init__(

@@ -23,6 +23,13 @@ def contrastive_loss(same, distance, margin=1.0):
 
     Returns:
         float32 tensor of per-pair losses, shaped like `distance`.
+
+    Example:
+
+    ```pycon
+    >>> keras.ops.convert_to_numpy(contrastive_loss(np.array([1.0, 0.0]), np.array([0.5, 0.5])))
+    array([0.125, 0.125], dtype=float32)
+    ```
     """
     distance = ops.cast(distance, "float32")
     same = ops.reshape(ops.cast(same, "float32"), ops.shape(distance))
@@ -43,6 +50,14 @@ def batch_contrastive_loss(labels, embeddings, margin=1.0, distance="euclidean",
 
     Returns:
         float32 scalar; 0 for a batch with fewer than two examples.
+
+    Example:
+
+    ```pycon
+    >>> embeddings = np.array([[0.0, 0.0], [0.0, 0.5], [3.0, 4.0]])
+    >>> round(float(batch_contrastive_loss(np.array([0, 0, 1]), embeddings, margin=1.0)), 4)
+    0.0417
+    ```
     """
     labels, embeddings, weights = prepare_inputs(labels, embeddings, sample_weight)
     total, weight = _contrastive_totals(labels, embeddings, weights, margin, distance)
@@ -89,8 +104,10 @@ class ContrastiveLoss(InBatchLoss):
 
     Example:
 
+    ```pycon
     >>> model.compile("adam", loss=ContrastiveLoss(margin=1.0), jit_compile=True)
     >>> model.fit(images, labels)  # model outputs embeddings
+    ```
     """
 
     def __init__(self, margin=1.0, distance="euclidean", reduction="sum_over_batch_size", name="contrastive_loss", dtype=None):

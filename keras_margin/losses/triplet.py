@@ -23,9 +23,36 @@ def triplet_loss(
 ):
     """Triplet loss of a batch of labelled embeddings; see `TripletLoss`.
 
+    The function form of `TripletLoss`, for use outside `model.compile`.
+
+    Args:
+        labels: integer class ids `(batch,)` or `(batch, 1)` (any integer or
+            float dtype holding whole numbers).
+        embeddings: `(batch, dim)`.
+        margin: non-negative float α; default 0.2.
+        mining: `"semi_hard"` (default), `"batch_hard"` or `"batch_all"`.
+        distance: `"squared_euclidean"` (default), `"euclidean"` or
+            `"cosine"` (1 − cos θ).
+        normalize: whether to L2-normalize the embeddings first; default
+            `True`.
+        soft: use softplus instead of the hinge; default `False`.
+        sample_weight: optional per-example weights `(batch,)`, applied
+            inside the mined terms as in `TripletLoss`.
+        reduction: `"mean"` (default; also `"sum_over_batch_size"` or
+            `"mean_with_sample_weight"`), the weighted mean over the mined
+            terms, or `"sum"`.
+
     Returns:
         float32 scalar; 0 (with zero gradients) when the batch has no valid
         pair or triplet.
+
+    Example:
+
+    ```pycon
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> embeddings = np.random.default_rng(0).normal(size=(4, 8))
+    >>> loss = triplet_loss(labels, embeddings, mining="batch_hard")   # a float32 scalar
+    ```
     """
     labels, embeddings, weights = prepare_inputs(labels, embeddings, sample_weight)
     total, weight = _triplet_totals(labels, embeddings, weights, margin, mining, distance, normalize, soft)
@@ -70,7 +97,8 @@ class TripletLoss(InBatchLoss):
     by w_a and a batch-all triplet by w_a·w_p·w_n, inside the weighted mean;
     see `InBatchLoss` for the reductions.
 
-    Under `tf.distribute`, the loss is mined within each replica's batch.
+    Under `tf.distribute` the replicas' batches are gathered first, so the
+    triplets are mined from the global batch (see `InBatchLoss`).
 
     Args:
         margin: non-negative float α (FaceNet: 0.2 on normalized embeddings).
@@ -85,8 +113,10 @@ class TripletLoss(InBatchLoss):
 
     Example:
 
+    ```pycon
     >>> model.compile("adam", loss=TripletLoss(mining="batch_hard"), jit_compile=True)
     >>> model.fit(images, labels)  # model outputs embeddings
+    ```
     """
 
     def __init__(

@@ -25,7 +25,18 @@ def intra_class_angle(embeddings, labels, kernel, num_subcenters=1):
         labels: integer array `(num_examples,)`.
         kernel: a head's `kernel`, `(dim, num_classes · num_subcenters)`,
             class-major when there are sub-centers.
-        num_subcenters: sub-centers per class; the closest one counts.
+        num_subcenters: sub-centers per class; the closest one counts;
+            default 1.
+
+    Returns:
+        A float, in degrees.
+
+    Example:
+
+    ```pycon
+    >>> round(intra_class_angle(np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([0, 0]), np.eye(2)), 6)
+    22.5
+    ```
     """
     kernel = _check_kernel(kernel)
     embeddings = np.asarray(embeddings, dtype=np.float64)
@@ -45,7 +56,22 @@ def intra_class_angle(embeddings, labels, kernel, num_subcenters=1):
 
 
 def inter_class_angle(kernel):
-    """Mean angle, in degrees, between the weights of two different classes (over distinct pairs)."""
+    """Mean angle, in degrees, between the weights of two different classes (over distinct pairs).
+
+    Args:
+        kernel: a head's `kernel`, `(dim, num_classes)`, one class weight per
+            column; at least two columns.
+
+    Returns:
+        A float, in degrees.
+
+    Example:
+
+    ```pycon
+    >>> inter_class_angle(np.eye(3))
+    90.0
+    ```
+    """
     kernel = _check_kernel(kernel)
     if kernel.shape[1] < 2:
         raise ValueError("`kernel` needs at least two classes.")

@@ -23,6 +23,12 @@ def flip_embeddings(model, images, batch_size=256, flip=True):
 
     Returns:
         float32 NumPy array `(num_images, dim)`.
+
+    Example:
+
+    ```pycon
+    >>> embeddings = flip_embeddings(embedder, images, batch_size=128)   # (len(images), dim), unit norm
+    ```
     """
     batch_size = check_number("batch_size", batch_size, low=1, integer=True)
     if hasattr(images, "shape") and hasattr(images, "__len__"):

@@ -87,10 +87,15 @@ def identification_report(gallery_embeddings, gallery_labels, probe_embeddings, 
     for blocks of probes (see `identity_scores`).
 
     Args:
-        gallery_embeddings: `(n_gallery, dim)`; gallery_labels: `(n_gallery,)`.
-        probe_embeddings: `(n_probes, dim)`; probe_labels: `(n_probes,)`.
-        ranks: the k of the reported rank-k rates (the CMC runs to their maximum).
-        fpir_targets: false-positive identification rates, in (0, 1).
+        gallery_embeddings: array `(n_gallery, dim)`, the enrolled images.
+        gallery_labels: integer array `(n_gallery,)`, their identities.
+        probe_embeddings: array `(n_probes, dim)`, the searched images.
+        probe_labels: integer array `(n_probes,)`, their identities (labels
+            absent from the gallery mark non-mated probes).
+        ranks: the k of the reported rank-k rates (the CMC runs to their
+            maximum); default `(1, 5, 10)`.
+        fpir_targets: false-positive identification rates, each in `(0, 1)`;
+            default `(1e-2, 1e-1)`.
 
     Returns:
         A dict with `rank_k`, `cmc`, `num_mated`, `num_non_mated`, and,
@@ -98,8 +103,10 @@ def identification_report(gallery_embeddings, gallery_labels, probe_embeddings, 
 
     Example:
 
+    ```pycon
     >>> report = identification_report(gallery, gallery_ids, probes, probe_ids)
     >>> report["rank_k"][1], report["tpir_at_fpir"][0.01]
+    ```
     """
     ranks = [check_number("ranks", k, low=1, integer=True) for k in ranks]
     fpir_targets = [check_number("fpir_targets", f, low=0.0, high=1.0, low_open=True, high_open=True)

@@ -16,6 +16,13 @@ def embedding_quality(embeddings):
 
     Returns:
         float64 array `(num_images,)`.
+
+    Example:
+
+    ```pycon
+    >>> embedding_quality(np.array([[3.0, 4.0], [0.0, 2.0]]))
+    array([5., 2.])
+    ```
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)
     if embeddings.ndim != 2:
@@ -37,11 +44,15 @@ def quality_filtered_verification(embeddings1, embeddings2, same, quality1=None,
     A quality score that tracks recognizability makes the curve fall.
 
     Args:
-        embeddings1, embeddings2: arrays `(num_pairs, dim)`, raw embeddings
-            (normalized here for the scores).
+        embeddings1: array `(num_pairs, dim)`, raw embeddings of each pair's
+            first image (normalized here for the scores).
+        embeddings2: array `(num_pairs, dim)`, raw embeddings of each pair's
+            second image.
         same: bool array `(num_pairs,)`.
-        quality1, quality2: quality of each pair's images `(num_pairs,)`;
-            default: `embedding_quality` of the embeddings.
+        quality1: quality of each pair's first image `(num_pairs,)`;
+            default: `embedding_quality(embeddings1)`.
+        quality2: quality of each pair's second image `(num_pairs,)`;
+            default: `embedding_quality(embeddings2)`.
         fractions: the rejected fractions, each in [0, 1).
         fmr: the false-match rate that fixes the threshold, in (0, 1).
         metric: `"cosine"` or `"euclidean"`, as in `verification_report`.
@@ -52,8 +63,10 @@ def quality_filtered_verification(embeddings1, embeddings2, same, quality1=None,
 
     Example:
 
+    ```pycon
     >>> curve = quality_filtered_verification(embedder(images1), embedder(images2), same)
     >>> keras_margin.plot.quality_filtered_figure({"MagFace": curve})
+    ```
     """
     scores = pair_scores(embeddings1, embeddings2, metric)
     same = np.asarray(same)

@@ -33,6 +33,14 @@ def retrieval_report(embeddings, labels, metric="cosine", chunk_size=1024):
 
     Returns:
         dict with `precision_at_1`, `map_at_r` and `num_queries`.
+
+    Example:
+
+    ```pycon
+    >>> report = retrieval_report(np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]]), np.array([0, 0, 1, 1]))
+    >>> report["precision_at_1"], report["map_at_r"]
+    (1.0, 1.0)
+    ```
     """
     check_choice("metric", metric, ("cosine", "euclidean"))
     chunk_size = check_number("chunk_size", chunk_size, low=1, integer=True)

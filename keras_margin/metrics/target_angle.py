@@ -11,7 +11,7 @@ from keras_margin.layers.normalized_dense import NormalizedDense
 # The inversion cuts [-1, 1] into _GRID cells and keeps the one where the target
 # crosses the logit, _STAGES times: 1024⁴ = 2⁴⁰, down to 2·2⁻⁴⁰ ≈ 2e-12, below
 # float32 resolution. Four wide stages rather than 40 bisection steps keep the
-# chain short: torch.compile takes minutes per few chained bisection steps.
+# chain short: torch.compile is slow on long chains of bisection steps.
 _GRID = 1024
 _STAGES = 4
 
@@ -44,14 +44,19 @@ class TargetAngle(keras.metrics.Metric):
         head: the `ArcMarginHead`, `CosMarginHead` or `CombinedMarginHead`
             (or a `NormalizedDense`) producing the logits; its current scale
             and margin (warm-up included) are used.
-        scale: the logits' scale s when no head is given.
+        scale: the logits' scale s (> 0) when no head is given; pass
+            exactly one of `head` and `scale`.
         name: metric name (the History key), default `"target_angle"`.
+        dtype: dtype of the metric's state and result; default
+            `"float32"`.
 
     Example:
 
+    ```pycon
     >>> head = keras_margin.ArcMarginHead(num_classes)
     >>> model = keras.Model([images, labels], head(embedder(images), labels=labels))
     >>> model.compile(loss=..., metrics=[keras_margin.metrics.TargetAngle(head)])
+    ```
     """
 
     def __init__(self, head=None, scale=None, name="target_angle", dtype="float32"):

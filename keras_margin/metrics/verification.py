@@ -11,12 +11,20 @@ def pair_scores(embeddings1, embeddings2, metric="cosine"):
     """Similarity of each pair of L2-normalized embeddings (higher means more alike).
 
     Args:
-        embeddings1, embeddings2: arrays `(num_pairs, dim)`.
+        embeddings1: array `(num_pairs, dim)`, the first image of each pair.
+        embeddings2: array `(num_pairs, dim)`, the second image of each pair.
         metric: `"cosine"` (cosine similarity, in [-1, 1]) or `"euclidean"`
             (minus the distance between the normalized embeddings, in [-2, 0]).
 
     Returns:
         float64 array `(num_pairs,)`.
+
+    Example:
+
+    ```pycon
+    >>> pair_scores(np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[2.0, 0.0], [0.0, 1.0]]))
+    array([1., 0.])
+    ```
     """
     check_choice("metric", metric, METRICS)
     a = _as_embeddings("embeddings1", embeddings1)
@@ -35,9 +43,23 @@ def pair_scores(embeddings1, embeddings2, metric="cosine"):
 def roc(scores, same):
     """The ROC of scores against pair labels, one point per distinct score.
 
+    Args:
+        scores: float array `(num_pairs,)`, higher meaning more alike (e.g.
+            from `pair_scores`).
+        same: bool array `(num_pairs,)`, whether a pair shows one identity;
+            it needs pairs of both kinds.
+
     Returns:
         `(fpr, tpr, thresholds)`: thresholds decreasing, starting at +inf
         (the point (0, 0)); a pair is accepted when its score is ≥ the threshold.
+
+    Example:
+
+    ```pycon
+    >>> fpr, tpr, thresholds = roc(np.array([0.9, 0.8, 0.3, 0.1]), np.array([True, False, True, False]))
+    >>> tpr
+    array([0. , 0.5, 0.5, 1. , 1. ])
+    ```
     """
     scores = np.asarray(scores, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
@@ -54,12 +76,45 @@ def roc(scores, same):
 
 
 def tar_at_far(fpr, tpr, far):
-    """The best true-accept rate among ROC points whose false-accept rate is at most `far`."""
+    """The best true-accept rate among ROC points whose false-accept rate is at most `far`.
+
+    Args:
+        fpr: false-accept rates of the ROC points, an array (from `roc`).
+        tpr: true-accept rates of the same points, an array (from `roc`).
+        far: the false-accept rate allowed, in `[0, 1]`.
+
+    Returns:
+        A float in `[0, 1]`.
+
+    Example:
+
+    ```pycon
+    >>> fpr, tpr, _ = roc(np.array([0.9, 0.8, 0.3, 0.1]), np.array([True, False, True, False]))
+    >>> tar_at_far(fpr, tpr, far=0.0)
+    0.5
+    ```
+    """
     return float(np.max(tpr[fpr <= far]))
 
 
 def equal_error_rate(fpr, tpr):
-    """Where the false-accept rate equals the false-reject rate, linear between ROC points."""
+    """Where the false-accept rate equals the false-reject rate, linear between ROC points.
+
+    Args:
+        fpr: false-accept rates of the ROC points, an array (from `roc`).
+        tpr: true-accept rates of the same points, an array (from `roc`).
+
+    Returns:
+        The equal error rate, a float in `[0, 1]`.
+
+    Example:
+
+    ```pycon
+    >>> fpr, tpr, _ = roc(np.array([0.9, 0.8, 0.3, 0.1]), np.array([True, False, True, False]))
+    >>> equal_error_rate(fpr, tpr)
+    0.5
+    ```
+    """
     fnr = 1.0 - tpr
     gap = fnr - fpr  # decreases from 1 to -1 along the ROC
     i = int(np.nonzero(gap <= 0)[0][0])
@@ -77,8 +132,21 @@ def best_threshold(scores, same):
     Pairs with a score above the threshold are predicted "same". Among equally
     accurate thresholds the smallest is taken.
 
+    Args:
+        scores: float NumPy array `(num_pairs,)`, higher meaning more alike.
+        same: bool NumPy array `(num_pairs,)`, whether a pair shows one
+            identity.
+
     Returns:
         `(threshold, accuracy)`.
+
+    Example:
+
+    ```pycon
+    >>> threshold, accuracy = best_threshold(np.array([0.9, 0.8, 0.3, 0.1]), np.array([True, True, False, False]))
+    >>> float(threshold), float(accuracy)
+    (0.55, 1.0)
+    ```
     """
     order = np.argsort(scores, kind="stable")
     scores, same = scores[order], same[order]
@@ -110,8 +178,10 @@ def verification_report(
     EER and TAR@FAR use all pairs (they involve no threshold choice).
 
     Args:
-        embeddings1, embeddings2: arrays `(num_pairs, dim)`; they are
-            L2-normalized here.
+        embeddings1: array `(num_pairs, dim)`, the first image of each
+            pair; L2-normalized here.
+        embeddings2: array `(num_pairs, dim)`, the second image of each
+            pair; L2-normalized here.
         same: bool array `(num_pairs,)`, whether a pair shows one identity.
         num_folds: k of the k-fold accuracy (LFW: 10).
         far_targets: false-accept rates at which to report the true-accept rate.
@@ -126,8 +196,10 @@ def verification_report(
 
     Example:
 
+    ```pycon
     >>> report = verification_report(embedder(images1), embedder(images2), same)
     >>> print(f"{report['accuracy']:.4f} ± {report['accuracy_std']:.4f}")
+    ```
     """
     scores = pair_scores(embeddings1, embeddings2, metric)
     same = np.asarray(same)
