@@ -1,4 +1,4 @@
-"""The README's table of rejected arguments and inputs, executed row by row."""
+"""The documentation's table of rejected arguments and inputs (docs/guides/errors.md), executed row by row."""
 
 import pathlib
 import re
@@ -8,14 +8,13 @@ import pytest
 
 from keras_margin import callbacks, data, layers, losses, metrics
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ERRORS_PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "guides" / "errors.md"
 ROW = re.compile(r"^\| `(?P<call>.+)` \| (?P<error>\w+) \| (?P<message>.+) \|$")
 
 
 def error_rows():
-    text = README.read_text()
-    section = text.split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
-    return [ROW.match(line).groupdict() for line in section.splitlines() if ROW.match(line)]
+    lines = ERRORS_PAGE.read_text().splitlines()
+    return [ROW.match(line).groupdict() for line in lines if ROW.match(line)]
 
 
 def test_the_table_is_there():
@@ -27,7 +26,7 @@ def test_documented_error(row):
     namespace = {"np": np, "layers": layers, "losses": losses, "data": data, "metrics": metrics,
                  "callbacks": callbacks}
     with pytest.raises(Exception) as info:
-        eval(row["call"], namespace)  # noqa: S307 - our own README's rows
+        eval(row["call"], namespace)  # noqa: S307 - our own documentation's rows
     assert type(info.value).__name__ == row["error"]
     message = re.sub(r"\x1b\[[0-9;]*m", "", str(info.value))  # Keras wraps call() errors in bold
     assert row["message"] in message
