@@ -143,7 +143,7 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="default: 1e-3 for adam, 0.1 × batch / 512 for sgd (arcface_torch's rule); for a "
                              "short run on a few hundred identities a margin head at --scale auto needs about 4× "
-                             "that (README: Recipes (measured))")
+                             "that (docs/results/recipes.md)")
     parser.add_argument("--weight-decay", type=float, default=None,
                         help="L2 weight decay on kernels (default: 5e-4 for sgd, 0 for adam)")
     parser.add_argument("--head-weight-decay", type=float, default=None,

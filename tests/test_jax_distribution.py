@@ -6,7 +6,7 @@ device and distributed:
 - `DataParallel` over the 8 devices: the global batch split along its batch
   axis, every weight replicated;
 - `ModelParallel` on a (batch 2, model 4) mesh whose `LayoutMap` shards the
-  head's class kernel along the class axis, as README's sharding recipe says.
+  head's class kernel along the class axis, as the scaling-out guide (docs/guides/scaling.md) says.
 The default run trains a margin head, a sampling Partial FC head, the
 center-loss layer and a mining triplet loss; the other parts are marked slow.
 """
