@@ -59,10 +59,10 @@ class AdaFaceHead(ScaledCosineHead):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`, not normalized.
-        labels: optional integer class ids `(batch,)`; without them the head
+        - `embeddings`: float tensor `(batch, dim)`, not normalized.
+        - `labels`: optional integer class ids `(batch,)`; without them the head
             returns the plain scaled cosines.
-        training: whether to update the running statistics.
+        - `training`: whether to update the running statistics.
 
     Input shape:
         `embeddings`: `(batch, dim)`.

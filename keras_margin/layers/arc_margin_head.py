@@ -72,10 +72,10 @@ class ArcMarginHead(ScaledCosineHead):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`.
-        labels: optional integer class ids `(batch,)` or `(batch, 1)`; float
+        - `embeddings`: float tensor `(batch, dim)`.
+        - `labels`: optional integer class ids `(batch,)` or `(batch, 1)`; float
             tensors holding whole numbers are accepted.
-        training: whether this is a training call: it advances the margin
+        - `training`: whether this is a training call: it advances the margin
             warm-up, the `"adaptive"` scale and Partial FC sampling.
 
     Input shape:

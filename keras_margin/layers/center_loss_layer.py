@@ -45,10 +45,10 @@ class CenterLossLayer(keras.layers.Layer):
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`.
-        labels: optional integer class ids `(batch,)` or `(batch, 1)`; without
+        - `embeddings`: float tensor `(batch, dim)`.
+        - `labels`: optional integer class ids `(batch,)` or `(batch, 1)`; without
             them the layer is the identity.
-        training: the centers move only when this is true.
+        - `training`: the centers move only when this is true.
 
     Input shape:
         `embeddings`: `(batch, dim)`.

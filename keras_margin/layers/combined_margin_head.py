@@ -48,9 +48,9 @@ class CombinedMarginHead(ScaledCosineHead):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`.
-        labels: optional integer class ids `(batch,)` or `(batch, 1)`.
-        training: whether this is a training call: it advances the margin
+        - `embeddings`: float tensor `(batch, dim)`.
+        - `labels`: optional integer class ids `(batch,)` or `(batch, 1)`.
+        - `training`: whether this is a training call: it advances the margin
             warm-up, the `"adaptive"` scale and Partial FC sampling.
 
     Input shape:

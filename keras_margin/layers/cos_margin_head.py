@@ -43,9 +43,9 @@ class CosMarginHead(ScaledCosineHead):
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`.
-        labels: optional integer class ids `(batch,)` or `(batch, 1)`.
-        training: whether this is a training call: it advances the margin
+        - `embeddings`: float tensor `(batch, dim)`.
+        - `labels`: optional integer class ids `(batch,)` or `(batch, 1)`.
+        - `training`: whether this is a training call: it advances the margin
             warm-up, the `"adaptive"` scale and Partial FC sampling.
 
     Input shape:

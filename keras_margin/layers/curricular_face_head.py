@@ -56,10 +56,10 @@ class CurricularFaceHead(ScaledCosineHead):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`, not normalized.
-        labels: optional integer class ids `(batch,)`; without them the
+        - `embeddings`: float tensor `(batch, dim)`, not normalized.
+        - `labels`: optional integer class ids `(batch,)`; without them the
             head returns the plain scaled cosines.
-        training: whether to update `t`.
+        - `training`: whether to update `t`.
 
     Input shape:
         `embeddings`: `(batch, dim)`.

@@ -104,9 +104,9 @@ class ElasticArcMarginHead(ElasticMarginHead):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`, not normalized.
-        labels: optional integer class ids `(batch,)`.
-        training: whether to draw margins.
+        - `embeddings`: float tensor `(batch, dim)`, not normalized.
+        - `labels`: optional integer class ids `(batch,)`.
+        - `training`: whether to draw margins.
 
     Input shape:
         `embeddings`: `(batch, dim)`.
@@ -184,9 +184,9 @@ class ElasticCosMarginHead(ElasticMarginHead):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`, not normalized.
-        labels: optional integer class ids `(batch,)`.
-        training: whether to draw margins.
+        - `embeddings`: float tensor `(batch, dim)`, not normalized.
+        - `labels`: optional integer class ids `(batch,)`.
+        - `training`: whether to draw margins.
 
     Input shape:
         `embeddings`: `(batch, dim)`.

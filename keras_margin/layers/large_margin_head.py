@@ -37,9 +37,9 @@ class LargeMarginHead(MultiplicativeMarginHead):
             is not normalized).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`.
-        labels: optional integer class ids `(batch,)` or `(batch, 1)`.
-        training: the step counter advances only when this is true.
+        - `embeddings`: float tensor `(batch, dim)`.
+        - `labels`: optional integer class ids `(batch,)` or `(batch, 1)`.
+        - `training`: the step counter advances only when this is true.
 
     Input shape:
         `embeddings`: `(batch, dim)`.

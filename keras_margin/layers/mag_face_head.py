@@ -64,10 +64,10 @@ class MagFaceHead(ScaledCosineHead):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`, not normalized.
-        labels: optional integer class ids `(batch,)`; without them the head
+        - `embeddings`: float tensor `(batch, dim)`, not normalized.
+        - `labels`: optional integer class ids `(batch,)`; without them the head
             returns the plain scaled cosines and adds no loss.
-        training: unused (the regularizer is added in evaluation too, so
+        - `training`: unused (the regularizer is added in evaluation too, so
             validation losses compare).
 
     Input shape:

@@ -41,9 +41,9 @@ class SphereMarginHead(MultiplicativeMarginHead):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        embeddings: float tensor `(batch, dim)`.
-        labels: optional integer class ids `(batch,)` or `(batch, 1)`.
-        training: the step counter advances only when this is true.
+        - `embeddings`: float tensor `(batch, dim)`.
+        - `labels`: optional integer class ids `(batch,)` or `(batch, 1)`.
+        - `training`: the step counter advances only when this is true.
 
     Input shape:
         `embeddings`: `(batch, dim)`.
