@@ -1,4 +1,4 @@
-"""1:N identification at scale: `metrics.identification_report` on a 10^6-image gallery.
+"""1:N identification at scale: `evaluation.identification_report` on a 10^6-image gallery.
 
     python benchmarks/identification.py                     # 1,000,000 × 128, 100,000 identities, 1,000 probes
     python benchmarks/identification.py --gallery 100000 --identities 10000
@@ -24,7 +24,7 @@ def main():
     parser.add_argument("--noise", type=float, default=1.3, help="spread around the identity centers")
     args = parser.parse_args()
 
-    from keras_margin import metrics
+    from keras_margin import evaluation
 
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(args.identities + args.probes, args.dim)).astype(np.float32)
@@ -36,7 +36,7 @@ def main():
     probes = centers[probe_labels] + args.noise * rng.normal(size=(args.probes, args.dim)).astype(np.float32)
     tracemalloc.start()  # NumPy reports its allocations to tracemalloc
     start = time.perf_counter()
-    report = metrics.identification_report(gallery, gallery_labels, probes, probe_labels)
+    report = evaluation.identification_report(gallery, gallery_labels, probes, probe_labels)
     seconds = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     print(f"gallery {args.gallery:,} × {args.dim} ({args.identities:,} identities, {gallery.nbytes / 2**20:.0f} MB), "

@@ -1,4 +1,4 @@
-"""Time and peak memory of `keras_margin.metrics.retrieval_report` on random clustered embeddings.
+"""Time and peak memory of `keras_margin.evaluation.retrieval_report` on random clustered embeddings.
 
     python benchmarks/retrieval.py --num-embeddings 100000 --dim 128 --chunk-size 1024
 
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from keras_margin.metrics import retrieval_report
+from keras_margin.evaluation import retrieval_report
 
 
 def main():

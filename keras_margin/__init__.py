@@ -5,9 +5,10 @@ adaptive CurricularFace, MagFace, AdaFace and ElasticFace) live in
 `keras_margin.layers` and are re-exported here; their math is in
 `keras_margin.margins`. Metric losses (contrastive, triplet) are in
 `keras_margin.losses`, face backbones (IResNet, MobileFaceNet) in
-`keras_margin.backbones`. Input pipelines (`keras_margin.data`), evaluation
-(`keras_margin.metrics`, `keras_margin.callbacks`), export
-(`keras_margin.export`) and figures (`keras_margin.plot`) are imported on
+`keras_margin.backbones`, Keras metrics in `keras_margin.metrics`. Input
+pipelines (`keras_margin.data`), evaluation protocols (`keras_margin.evaluation`,
+`keras_margin.callbacks`), export (`keras_margin.export`), serving an export
+(`keras_margin.serving`) and figures (`keras_margin.plot`) are imported on
 first use, so `import keras_margin` loads neither tensorflow-datasets nor
 matplotlib.
 """
@@ -49,15 +50,17 @@ __all__ = [
     "callbacks",
     "data",
     "distances",
+    "evaluation",
     "export",
     "layers",
     "losses",
     "margins",
     "metrics",
     "plot",
+    "serving",
 ]
 
-_LAZY_MODULES = ("callbacks", "data", "export", "metrics", "plot")
+_LAZY_MODULES = ("callbacks", "data", "evaluation", "export", "metrics", "plot", "serving")
 
 
 def __getattr__(name):

@@ -1,5 +1,5 @@
-"""`python -m keras_margin compare | identify ...`: see `keras_margin.verify`."""
+"""`python -m keras_margin compare | identify ...`: see `keras_margin.cli`."""
 
-from keras_margin.verify import main
+from keras_margin.cli import main
 
 raise SystemExit(main())

@@ -158,7 +158,7 @@ def pair_angle_histogram(embeddings1, embeddings2, same, bins=60, ax=None, thres
     >>> figure = pair_angle_histogram(embeddings1, embeddings2, same, threshold=report["threshold"])
     ```
     """
-    from keras_margin.metrics.verification import pair_scores
+    from keras_margin.evaluation.verification import pair_scores
 
     plt = _pyplot()
     same = np.asarray(same, dtype=bool)
@@ -182,7 +182,7 @@ def quality_filtered_figure(curves, ax=None):
     """Error-versus-reject curves: FNMR against the fraction of lowest-quality pairs dropped.
 
     Args:
-        curves: a `metrics.quality_filtered_verification` dict, or a dict
+        curves: a `keras_margin.evaluation.quality_filtered_verification` dict, or a dict
             name → such dict for several curves.
         ax: a matplotlib Axes; a new figure when `None`.
 
@@ -192,7 +192,7 @@ def quality_filtered_figure(curves, ax=None):
     Example:
 
     ```pycon
-    >>> curve = keras_margin.metrics.quality_filtered_verification(embeddings1, embeddings2, same)
+    >>> curve = keras_margin.evaluation.quality_filtered_verification(embeddings1, embeddings2, same)
     >>> figure = quality_filtered_figure({"MagFace": curve})
     ```
     """

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from keras_margin import callbacks, data, layers, losses, metrics
+from keras_margin import callbacks, data, evaluation, layers, losses, metrics
 
 ERRORS_PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "guides" / "errors.md"
 ROW = re.compile(r"^\| `(?P<call>.+)` \| (?P<error>\w+) \| (?P<message>.+) \|$")
@@ -24,7 +24,7 @@ def test_the_table_is_there():
 @pytest.mark.parametrize("row", error_rows(), ids=lambda row: row["call"][:60])
 def test_documented_error(row):
     namespace = {"np": np, "layers": layers, "losses": losses, "data": data, "metrics": metrics,
-                 "callbacks": callbacks}
+                 "evaluation": evaluation, "callbacks": callbacks}
     with pytest.raises(Exception) as info:
         eval(row["call"], namespace)  # noqa: S307 - our own documentation's rows
     assert type(info.value).__name__ == row["error"]

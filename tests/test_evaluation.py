@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import keras_margin
-from keras_margin import metrics
+from keras_margin import evaluation, metrics
 from keras_margin.callbacks import AngleStatistics, VerificationCallback, far_name
 
 
@@ -50,7 +50,7 @@ def test_target_angle_inverts_margin_logits_over_batches(rng, make_head):
     embeddings, labels = np.concatenate(all_embeddings), np.concatenate(all_labels)
     expected = numpy_target_angles(embeddings, labels, kernel).mean()
     assert float(metric.result()) == pytest.approx(expected, abs=0.05)
-    assert metrics.intra_class_angle(embeddings, labels, kernel) == pytest.approx(expected)
+    assert evaluation.intra_class_angle(embeddings, labels, kernel) == pytest.approx(expected)
     metric.reset_state()
     assert float(metric.result()) == 0.0
 
@@ -100,11 +100,11 @@ def test_flip_embeddings_equal_the_formula(rng):
     f = lambda x: x.reshape(len(x), -1) @ w + b  # noqa: E731
     expected = f(images) + f(images[:, :, ::-1])
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    np.testing.assert_allclose(metrics.flip_embeddings(model, images, batch_size=3), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(evaluation.flip_embeddings(model, images, batch_size=3), expected, rtol=1e-5, atol=1e-6)
     batches = tf.data.Dataset.from_tensor_slices(images).batch(4)
-    np.testing.assert_allclose(metrics.flip_embeddings(model, batches), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(evaluation.flip_embeddings(model, batches), expected, rtol=1e-5, atol=1e-6)
     plain = f(images) / np.linalg.norm(f(images), axis=1, keepdims=True)
-    np.testing.assert_allclose(metrics.flip_embeddings(model, images, flip=False), plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(evaluation.flip_embeddings(model, images, flip=False), plain, rtol=1e-5, atol=1e-6)
 
 
 def brute_force_retrieval(embeddings, labels):
@@ -134,7 +134,7 @@ def test_retrieval_equals_brute_force(rng, chunk_size):
     embeddings = rng.normal(size=(60, 4)) + 1.5 * np.eye(4)[labels % 4]
     embeddings[10] = embeddings[11]  # exact ties
     embeddings[12] = embeddings[11]
-    report = metrics.retrieval_report(embeddings, labels, chunk_size=chunk_size)
+    report = evaluation.retrieval_report(embeddings, labels, chunk_size=chunk_size)
     p1, map_r, n = brute_force_retrieval(embeddings, labels)
     assert report["num_queries"] == n == 59
     assert report["precision_at_1"] == pytest.approx(p1)
@@ -145,13 +145,13 @@ def test_retrieval_closed_forms(rng):
     # two tight, far-apart clusters: everything is retrieved perfectly
     labels = np.repeat([0, 1], 20)
     embeddings = np.where(labels[:, None] == 0, [1.0, 0.0], [0.0, 1.0]) + 0.01 * rng.normal(size=(40, 2))
-    assert metrics.retrieval_report(embeddings, labels) == {"precision_at_1": 1.0, "map_at_r": 1.0, "num_queries": 40}
-    euclidean = metrics.retrieval_report(embeddings * 5, labels, metric="euclidean")
+    assert evaluation.retrieval_report(embeddings, labels) == {"precision_at_1": 1.0, "map_at_r": 1.0, "num_queries": 40}
+    euclidean = evaluation.retrieval_report(embeddings * 5, labels, metric="euclidean")
     assert euclidean["map_at_r"] == 1.0
     with pytest.raises(ValueError, match="No label occurs twice"):
-        metrics.retrieval_report(rng.normal(size=(3, 2)), [0, 1, 2])
+        evaluation.retrieval_report(rng.normal(size=(3, 2)), [0, 1, 2])
     with pytest.raises(ValueError, match="metric"):
-        metrics.retrieval_report(embeddings, labels, metric="dot")
+        evaluation.retrieval_report(embeddings, labels, metric="dot")
 
 
 def test_verification_callback_writes_history_keys(rng):
@@ -171,7 +171,7 @@ def test_verification_callback_writes_history_keys(rng):
     history = model.fit([x, y], y, epochs=4, batch_size=10, verbose=0, callbacks=[callback])
     for key in ("val_verification_accuracy", "val_auc", "val_tar@far=1e-3", "val_tar@far=5e-2"):
         assert len(history.history[key]) == 2, history.history.keys()  # epochs 2 and 4 only
-    expected = metrics.verification_report(
+    expected = evaluation.verification_report(
         embedder.predict(a, verbose=0), embedder.predict(b, verbose=0), same, num_folds=4)
     assert history.history["val_verification_accuracy"][-1] == pytest.approx(expected["accuracy"])
     assert history.history["val_auc"][-1] == pytest.approx(expected["auc"])

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from keras_margin import metrics
-from keras_margin.metrics import identification
+from keras_margin import evaluation
+from keras_margin.evaluation import identification
 
 
 def brute_force(gallery, gallery_labels, probes, probe_labels, ranks, fpir_targets):
@@ -43,7 +43,7 @@ def test_identification_equals_brute_force(rng, monkeypatch, small_blocks):
     probe_labels = rng.integers(0, 30, size=90)  # identities 20-29 are unknown
     probes = centers[probe_labels] + 0.8 * rng.normal(size=(90, 8))
     ranks, targets = (1, 2, 5), (0.05, 0.2)
-    report = metrics.identification_report(gallery, gallery_labels, probes, probe_labels, ranks, targets)
+    report = evaluation.identification_report(gallery, gallery_labels, probes, probe_labels, ranks, targets)
     if small_blocks:
         identities, blocks = identification.identity_scores(gallery, gallery_labels, probes, gallery_chunk=7)
         assert len(list(blocks)) > 1
@@ -71,13 +71,13 @@ def test_gallery_chunks_split_at_identity_boundaries(rng):
 def test_closed_set_only_and_errors(rng):
     gallery = rng.normal(size=(10, 3))
     labels = np.arange(10)
-    report = metrics.identification_report(gallery, labels, gallery, labels)
+    report = evaluation.identification_report(gallery, labels, gallery, labels)
     assert report["rank_k"][1] == 1.0 and "tpir_at_fpir" not in report  # every probe is its own gallery image
     with pytest.raises(ValueError, match="No probe label is in the gallery"):
-        metrics.identification_report(gallery, labels, gallery, labels + 100)
+        evaluation.identification_report(gallery, labels, gallery, labels + 100)
     with pytest.raises(ValueError, match="NaN"):
-        metrics.identification_report(np.full((2, 3), np.nan), [0, 1], gallery, labels)
+        evaluation.identification_report(np.full((2, 3), np.nan), [0, 1], gallery, labels)
     with pytest.raises(ValueError, match="fpir_targets"):
-        metrics.identification_report(gallery, labels, gallery, labels, fpir_targets=(1.0,))
+        evaluation.identification_report(gallery, labels, gallery, labels, fpir_targets=(1.0,))
     with pytest.raises(ValueError, match="differ in dim"):
-        metrics.identification_report(gallery, labels, rng.normal(size=(2, 4)), [0, 1])
+        evaluation.identification_report(gallery, labels, rng.normal(size=(2, 4)), [0, 1])

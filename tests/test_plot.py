@@ -38,7 +38,7 @@ def test_feature_scatter_subsamples_and_rejects_bad_shapes(rng):
 
 
 def test_roc_figure_log_far_axis(tmp_path, rng):
-    from keras_margin.metrics import verification_report
+    from keras_margin.evaluation import verification_report
 
     a, b = rng.normal(size=(2, 400, 8))
     same = rng.random(400) < 0.5

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_margin import metrics
+from keras_margin import evaluation
 
 
 def brute_force_curve(a, b, same, fractions, fmr):
@@ -31,9 +31,9 @@ def brute_force_curve(a, b, same, fractions, fmr):
 
 def test_embedding_quality_is_the_norm(rng):
     x = rng.normal(size=(7, 5))
-    np.testing.assert_allclose(metrics.embedding_quality(x), [math.sqrt(sum(v * v for v in row)) for row in x])
+    np.testing.assert_allclose(evaluation.embedding_quality(x), [math.sqrt(sum(v * v for v in row)) for row in x])
     with pytest.raises(ValueError, match="embeddings"):
-        metrics.embedding_quality(np.zeros(3))
+        evaluation.embedding_quality(np.zeros(3))
 
 
 @pytest.mark.parametrize("fmr", [1e-2, 0.05])
@@ -45,7 +45,7 @@ def test_quality_filtered_verification_equals_brute_force(rng, fmr):
     b = np.where(same[:, None], a + noise * rng.normal(size=(n, 6)), rng.normal(size=(n, 6)))
     a *= 10 / noise
     fractions = [0.0, 0.25, 0.5, 0.75]
-    curve = metrics.quality_filtered_verification(a, b * 10 / noise, same, fractions=fractions, fmr=fmr)
+    curve = evaluation.quality_filtered_verification(a, b * 10 / noise, same, fractions=fractions, fmr=fmr)
     np.testing.assert_allclose(curve["fnmr"], brute_force_curve(a, b * 10 / noise, same, fractions, fmr))
     assert curve["fnmr"][-1] < curve["fnmr"][0]  # rejecting noisy pairs lowers the error
     assert list(curve["num_genuine"]) == [
@@ -56,13 +56,13 @@ def test_quality_filtered_verification_equals_brute_force(rng, fmr):
 def test_quality_filtered_verification_with_given_qualities_and_errors(rng):
     a, b = rng.normal(size=(2, 20, 4))
     same = np.arange(20) % 2 == 0
-    curve = metrics.quality_filtered_verification(a, b, same, np.ones(20), np.ones(20), fractions=[0.0])
+    curve = evaluation.quality_filtered_verification(a, b, same, np.ones(20), np.ones(20), fractions=[0.0])
     assert curve["fractions"].tolist() == [0.0]
     with pytest.raises(ValueError, match="both same-identity and different-identity"):
-        metrics.quality_filtered_verification(a, b, np.ones(20, bool))
+        evaluation.quality_filtered_verification(a, b, np.ones(20, bool))
     with pytest.raises(ValueError, match="fractions"):
-        metrics.quality_filtered_verification(a, b, same, fractions=[1.0])
+        evaluation.quality_filtered_verification(a, b, same, fractions=[1.0])
     with pytest.raises(ValueError, match="fmr"):
-        metrics.quality_filtered_verification(a, b, same, fmr=0.0)
+        evaluation.quality_filtered_verification(a, b, same, fmr=0.0)
     with pytest.raises(ValueError, match="quality1"):
-        metrics.quality_filtered_verification(a, b, same, quality1=np.ones(3))
+        evaluation.quality_filtered_verification(a, b, same, quality1=np.ones(3))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from keras_margin import metrics
+from keras_margin import evaluation
 
 
 def tied_scores(rng, n=400):
@@ -25,7 +25,7 @@ def embeddings_for_scores(scores):
 
 def test_roc_matches_sklearn_with_ties(rng):
     scores, same = tied_scores(rng)
-    fpr, tpr, thresholds = metrics.roc(scores, same)
+    fpr, tpr, thresholds = evaluation.roc(scores, same)
     ref_fpr, ref_tpr, ref_thresholds = roc_curve(same, scores, drop_intermediate=False)
     np.testing.assert_allclose(fpr, ref_fpr)
     np.testing.assert_allclose(tpr, ref_tpr)
@@ -36,8 +36,8 @@ def test_roc_matches_sklearn_with_ties(rng):
 def test_report_auc_and_tar_at_far_match_references(rng):
     scores, same = tied_scores(rng, n=2000)
     scores = np.clip(scores / 4, -1, 1)
-    report = metrics.verification_report(*embeddings_for_scores(scores), same, far_targets=(0.01, 0.1, 0.5))
-    recovered = metrics.pair_scores(*embeddings_for_scores(scores))
+    report = evaluation.verification_report(*embeddings_for_scores(scores), same, far_targets=(0.01, 0.1, 0.5))
+    recovered = evaluation.pair_scores(*embeddings_for_scores(scores))
     assert report["auc"] == pytest.approx(roc_auc_score(same, recovered), abs=1e-12)
     # TAR@FAR by brute force: every threshold, accept scores >= it
     for far, tar in report["tar_at_far"].items():
@@ -59,8 +59,8 @@ def test_report_auc_and_tar_at_far_match_references(rng):
     ],
 )
 def test_equal_error_rate_closed_forms(scores, same, expected):
-    fpr, tpr, _ = metrics.roc(np.array(scores), np.array(same, bool))
-    assert metrics.equal_error_rate(fpr, tpr) == pytest.approx(expected)
+    fpr, tpr, _ = evaluation.roc(np.array(scores), np.array(same, bool))
+    assert evaluation.equal_error_rate(fpr, tpr) == pytest.approx(expected)
 
 
 def brute_force_threshold(scores, same):
@@ -74,7 +74,7 @@ def brute_force_threshold(scores, same):
 def test_best_threshold_equals_brute_force(rng):
     for _ in range(20):
         scores, same = tied_scores(rng, n=int(rng.integers(5, 60)))
-        threshold, accuracy = metrics.best_threshold(scores, same)
+        threshold, accuracy = evaluation.best_threshold(scores, same)
         ref_threshold, ref_accuracy = brute_force_threshold(scores, same)
         assert accuracy == pytest.approx(ref_accuracy)
         assert threshold == pytest.approx(ref_threshold)
@@ -83,8 +83,8 @@ def test_best_threshold_equals_brute_force(rng):
 def test_kfold_accuracy_equals_a_brute_force_loop(rng):
     scores, same = tied_scores(rng, n=603)
     scores = np.clip(scores / 4, -1, 1)
-    report = metrics.verification_report(*embeddings_for_scores(scores), same, num_folds=10)
-    recovered = metrics.pair_scores(*embeddings_for_scores(scores))
+    report = evaluation.verification_report(*embeddings_for_scores(scores), same, num_folds=10)
+    recovered = evaluation.pair_scores(*embeddings_for_scores(scores))
     # contiguous folds as numpy.array_split would make them: the first 603 % 10 folds get one extra pair
     sizes = [61] * 3 + [60] * 7
     starts = np.cumsum([0] + sizes)
@@ -104,11 +104,11 @@ def test_separable_and_random_scores(rng):
     n = 4000
     same = rng.random(n) < 0.5
     separable = np.where(same, rng.uniform(0.5, 1, n), rng.uniform(-1, 0.3, n))
-    report = metrics.verification_report(*embeddings_for_scores(separable), same)
+    report = evaluation.verification_report(*embeddings_for_scores(separable), same)
     assert report["accuracy"] == 1.0 and report["auc"] == 1.0 and report["eer"] == 0.0
     assert report["tar_at_far"][1e-3] == 1.0
     noise = rng.uniform(-1, 1, n)
-    report = metrics.verification_report(*embeddings_for_scores(noise), same)
+    report = evaluation.verification_report(*embeddings_for_scores(noise), same)
     assert abs(report["accuracy"] - 0.5) < 0.05 and abs(report["auc"] - 0.5) < 0.05
 
 
@@ -116,8 +116,8 @@ def test_euclidean_metric_ranks_like_cosine(rng):
     a, b = rng.normal(size=(2, 300, 8))
     same = rng.random(300) < 0.5
     b[same] = a[same] + 0.8 * rng.normal(size=(same.sum(), 8))
-    cosine = metrics.verification_report(a, b, same, metric="cosine")
-    euclidean = metrics.verification_report(a, b, same, metric="euclidean")
+    cosine = evaluation.verification_report(a, b, same, metric="cosine")
+    euclidean = evaluation.verification_report(a, b, same, metric="euclidean")
     # ‖u − v‖² = 2 − 2 cos θ for unit vectors: the same ranking, so the same ROC and accuracy
     assert euclidean["auc"] == pytest.approx(cosine["auc"])
     assert euclidean["accuracy"] == pytest.approx(cosine["accuracy"])
@@ -145,7 +145,7 @@ def test_report_errors(rng, change, match):
                   same=np.arange(20) % 2 == 0)
     kwargs.update(change)
     with pytest.raises(ValueError, match=match):
-        metrics.verification_report(**kwargs)
+        evaluation.verification_report(**kwargs)
 
 
 def test_angle_statistics_equal_loops(rng):
@@ -158,22 +158,22 @@ def test_angle_statistics_equal_loops(rng):
 
     intra = np.mean([angle(embeddings[i], kernel[:, labels[i]]) for i in range(30)])
     inter = np.mean([angle(kernel[:, i], kernel[:, j]) for i in range(4) for j in range(i + 1, 4)])
-    assert metrics.intra_class_angle(embeddings, labels, kernel) == pytest.approx(intra)
-    assert metrics.inter_class_angle(kernel) == pytest.approx(inter)
+    assert evaluation.intra_class_angle(embeddings, labels, kernel) == pytest.approx(intra)
+    assert evaluation.inter_class_angle(kernel) == pytest.approx(inter)
     # sub-centers (class-major): the closest of a class's columns counts
     kernel3 = rng.normal(size=(5, 4 * 3))
     intra3 = np.mean([min(angle(embeddings[i], kernel3[:, 3 * labels[i] + k]) for k in range(3)) for i in range(30)])
-    assert metrics.intra_class_angle(embeddings, labels, kernel3, num_subcenters=3) == pytest.approx(intra3)
+    assert evaluation.intra_class_angle(embeddings, labels, kernel3, num_subcenters=3) == pytest.approx(intra3)
 
 
 def test_angle_statistics_closed_forms():
     # orthogonal class weights are 90° apart; features on their class weight have angle 0
-    assert metrics.inter_class_angle(np.eye(3)) == pytest.approx(90.0)
-    assert metrics.intra_class_angle(2 * np.eye(3), [0, 1, 2], np.eye(3)) == pytest.approx(0.0, abs=1e-6)
+    assert evaluation.inter_class_angle(np.eye(3)) == pytest.approx(90.0)
+    assert evaluation.intra_class_angle(2 * np.eye(3), [0, 1, 2], np.eye(3)) == pytest.approx(0.0, abs=1e-6)
     # the 3 vertices of a triangle on the circle: 120° apart
     angles = np.radians([0, 120, 240])
-    assert metrics.inter_class_angle(np.stack([np.cos(angles), np.sin(angles)])) == pytest.approx(120.0)
+    assert evaluation.inter_class_angle(np.stack([np.cos(angles), np.sin(angles)])) == pytest.approx(120.0)
     with pytest.raises(ValueError, match="labels"):
-        metrics.intra_class_angle(np.eye(3), [0, 1, 3], np.eye(3))
+        evaluation.intra_class_angle(np.eye(3), [0, 1, 3], np.eye(3))
     with pytest.raises(ValueError, match="two classes"):
-        metrics.inter_class_angle(np.ones((3, 1)))
+        evaluation.inter_class_angle(np.ones((3, 1)))

@@ -1,4 +1,5 @@
-"""`python -m keras_margin compare / identify` on exported models, against the Keras model's embeddings.
+"""`keras_margin.serving` and `python -m keras_margin compare / identify` (`keras_margin.cli`) on exported models,
+against the Keras model's embeddings.
 
 Images are PNGs written here, already at the model's input size, so the
 expected input is the image scaled to [−1, 1] (x / 127.5 − 1), computed in
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_margin import export, verify
+from keras_margin import cli, export, serving
 
 SHAPE = (24, 24, 3)
 EXPORTS = {"embedder.onnx": "onnx", "embedder.tflite": "litert"}
@@ -69,13 +70,13 @@ def keras_embedding(embedder, pixels):
 @pytest.mark.parametrize("name", [exported_here(n) for n in ("with_threshold", "embedder.onnx", "embedder.tflite")])
 def test_compare_equals_the_keras_similarity_in_every_format(exported, name):
     root, embedder, pictures = exported
-    model = verify.Embedder(root / name)
+    model = serving.Embedder(root / name)
     assert model.input_shape == SHAPE and model.metadata["threshold"] == 0.5
-    similarity, same, threshold = verify.compare(model, root / "a.png", root / "b.png")
+    similarity, same, threshold = serving.compare(model, root / "a.png", root / "b.png")
     expected = keras_embedding(embedder, pictures["a"]) @ keras_embedding(embedder, pictures["b"])
     assert similarity == pytest.approx(expected, abs=1e-5)
     assert same == (expected >= 0.5) and threshold == 0.5
-    assert verify.compare(model, root / "a.png", root / "a.png")[0] == pytest.approx(1.0, abs=1e-6)
+    assert serving.compare(model, root / "a.png", root / "a.png")[0] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_identify_ranks_identities_by_their_best_image_and_caches(exported, tmp_path):
@@ -85,8 +86,8 @@ def test_identify_ranks_identities_by_their_best_image_and_caches(exported, tmp_
         (gallery / identity).mkdir(parents=True)
         for name in names:
             (gallery / identity / f"{name}.png").write_bytes((root / f"{name}.png").read_bytes())
-    model = verify.Embedder(here(root, "with_threshold"))
-    matches, decision, _ = verify.identify(model, gallery, root / "c.png", top_k=5)
+    model = serving.Embedder(here(root, "with_threshold"))
+    matches, decision, _ = serving.identify(model, gallery, root / "c.png", top_k=5)
     probe = keras_embedding(embedder, pictures["c"])
     expected = {"ann": keras_embedding(embedder, pictures["a"]) @ probe,
                 "bob": max(keras_embedding(embedder, pictures[n]) @ probe for n in ("b", "c"))}
@@ -94,12 +95,12 @@ def test_identify_ranks_identities_by_their_best_image_and_caches(exported, tmp_
     for identity, similarity in matches:
         assert similarity == pytest.approx(expected[identity], abs=1e-5)
     assert decision == "bob"  # its own image: similarity 1
-    cache = gallery / verify.CACHE_NAME
+    cache = gallery / serving.CACHE_NAME
     stamp = cache.stat().st_mtime_ns
-    assert verify.identify(model, gallery, root / "c.png")[0] == matches and cache.stat().st_mtime_ns == stamp
+    assert serving.identify(model, gallery, root / "c.png")[0] == matches and cache.stat().st_mtime_ns == stamp
     (gallery / "ann" / "b.png").write_bytes((root / "b.png").read_bytes())  # the gallery changed
-    assert verify.identify(model, gallery, root / "c.png")[0] != matches
-    _, decision, _ = verify.identify(model, gallery, root / "a.png", threshold=1.01)
+    assert serving.identify(model, gallery, root / "c.png")[0] != matches
+    _, decision, _ = serving.identify(model, gallery, root / "a.png", threshold=1.01)
     assert decision == "unknown"
 
 
@@ -114,16 +115,16 @@ def test_command_line(exported, tmp_path, capsys):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cosine similarity 1.0000: same person (threshold 0.5000)" in result.stdout
     with pytest.raises(SystemExit) as exit_info:
-        verify.main(["compare", str(here(root, "plain")), str(root / "a.png"), str(root / "b.png")])
+        cli.main(["compare", str(here(root, "plain")), str(root / "a.png"), str(root / "b.png")])
     assert exit_info.value.code == 2 and "needs a threshold" in capsys.readouterr().err
     gallery = tmp_path / "gallery"
     (gallery / "ann").mkdir(parents=True)
     (gallery / "ann" / "a.png").write_bytes((root / "a.png").read_bytes())
     identify = ["identify", str(here(root, "with_threshold")), str(gallery), str(root / "a.png"), "--top-k", "1"]
-    assert verify.main(identify) == 0
+    assert cli.main(identify) == 0
     output = capsys.readouterr().out
     assert output.splitlines()[0].startswith("1. ann  1.0000") and "identified: ann" in output
-    assert verify.main(["compare", str(tmp_path / "missing"), str(root / "a.png"), str(root / "b.png")]) == 2
+    assert cli.main(["compare", str(tmp_path / "missing"), str(root / "a.png"), str(root / "b.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -135,13 +136,13 @@ def test_errors_and_metadata(exported, tmp_path):
         assert export.read_metadata(root / "embedder.onnx")["format"] == "onnx"
     with pytest.raises(ValueError, match="SavedModel folder, an .onnx or a .tflite"):
         (tmp_path / "model.h5").write_bytes(b"")
-        verify.Embedder(tmp_path / "model.h5")
-    model = verify.Embedder(here(root, "plain"))
+        serving.Embedder(tmp_path / "model.h5")
+    model = serving.Embedder(here(root, "plain"))
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="Cannot read the image"):
-        verify.compare(model, tmp_path / "broken.png", root / "a.png")
+        serving.compare(model, tmp_path / "broken.png", root / "a.png")
     with pytest.raises(ValueError, match="gallery"):
-        verify.identify(model, tmp_path / "nowhere", root / "a.png")
+        serving.identify(model, tmp_path / "nowhere", root / "a.png")
     with pytest.raises(TypeError):
         export_here(embedder, tmp_path, "x", metadata={"bad": object()})
     from_report = export_here(embedder, tmp_path, "from_report", threshold={"threshold": 0.25, "accuracy": 1})
@@ -168,9 +169,9 @@ def test_compare_with_alignment_matches_the_aligned_crop(exported):
     root, _, _ = exported
     photo = next(p for p in sorted(RAW.glob("*/*.jpg")) if (CROPS / p.parent.name / p.name).exists())
     crop = CROPS / photo.parent.name / photo.name
-    model = verify.Embedder(here(root, "with_threshold"))
-    aligned = verify.load_images([photo], model.input_shape, align=True)[0]
-    reference = verify.load_images([crop], model.input_shape)[0]
+    model = serving.Embedder(here(root, "with_threshold"))
+    aligned = serving.load_images([photo], model.input_shape, align=True)[0]
+    reference = serving.load_images([crop], model.input_shape)[0]
     assert np.abs(aligned - reference).mean() < 0.15  # in [-1, 1] units: the same face, aligned alike
-    similarity, _, _ = verify.compare(model, photo, crop, align=True)
+    similarity, _, _ = serving.compare(model, photo, crop, align=True)
     assert similarity > 0.9

@@ -35,9 +35,10 @@ API_PAGES = (
     ("data", "keras_margin.data"),
     ("align", "keras_margin.data.align"),
     ("metrics", "keras_margin.metrics"),
+    ("evaluation", "keras_margin.evaluation"),
     ("callbacks", "keras_margin.callbacks"),
     ("export", "keras_margin.export"),
-    ("verify", "keras_margin.verify"),
+    ("serving", "keras_margin.serving"),
     ("plot", "keras_margin.plot"),
 )
 

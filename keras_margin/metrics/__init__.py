@@ -1,28 +1,26 @@
-"""Evaluation: the verification protocol (k-fold accuracy, ROC, EER, TAR@FAR), retrieval, angle statistics,
-face quality (MagFace's norm) and the error-versus-reject curve."""
+"""Keras metrics of keras_margin: objects that `model.compile(metrics=[...])` takes.
 
-from keras_margin.metrics.angles import inter_class_angle, intra_class_angle
-from keras_margin.metrics.embeddings import flip_embeddings
-from keras_margin.metrics.identification import identification_report
-from keras_margin.metrics.quality import embedding_quality, quality_filtered_verification
-from keras_margin.metrics.retrieval import retrieval_report
+`TargetAngle` streams the mean angle between embeddings and their class weights from a head's logits;
+`LatestValue` reports the last value it was given (the margin heads log their margin factor and adaptive scale
+with it). The NumPy evaluation protocols (verification, identification, retrieval, quality, angle statistics) are
+in `keras_margin.evaluation`.
+"""
+
+from keras_margin.metrics.latest_value import LatestValue
 from keras_margin.metrics.target_angle import TargetAngle
-from keras_margin.metrics.verification import (
-    best_threshold,
-    equal_error_rate,
-    pair_scores,
-    roc,
-    tar_at_far,
-    verification_report,
-)
 
 __all__ = [
+    "LatestValue",
     "TargetAngle",
+]
+
+# Names that moved to keras_margin.evaluation; reachable here, with a DeprecationWarning, until the next release.
+_MOVED_TO_EVALUATION = (
     "best_threshold",
     "embedding_quality",
+    "equal_error_rate",
     "flip_embeddings",
     "identification_report",
-    "equal_error_rate",
     "inter_class_angle",
     "intra_class_angle",
     "pair_scores",
@@ -31,4 +29,14 @@ __all__ = [
     "roc",
     "tar_at_far",
     "verification_report",
-]
+)
+
+
+def __getattr__(name):
+    if name in _MOVED_TO_EVALUATION:
+        from keras_margin import evaluation
+        from keras_margin._deprecation import warn_moved
+
+        warn_moved(f"keras_margin.metrics.{name}", f"keras_margin.evaluation.{name}")
+        return getattr(evaluation, name)
+    raise AttributeError(f"module 'keras_margin.metrics' has no attribute {name!r}")

@@ -5,8 +5,9 @@ import math
 import keras
 from keras import ops
 
-from keras_margin.layers.margin_head import ScaledCosineHead
-from keras_margin.layers.normalized_dense import NormalizedDense
+# Modules, not their classes: keras_margin.layers imports this package (the heads log with LatestValue), so
+# margin_head may still be importing when this module is; its classes are looked up when a metric is made.
+from keras_margin.layers import margin_head, normalized_dense
 
 # The inversion cuts [-1, 1] into _GRID cells and keeps the one where the target
 # crosses the logit, _STAGES times: 1024⁴ = 2⁴⁰, down to 2·2⁻⁴⁰ ≈ 2e-12, below
@@ -24,12 +25,12 @@ class TargetAngle(keras.metrics.Metric):
     `model.compile(metrics=[...])` of the model whose output is the head's.
     With `head`, the margin logits of a scaled head (ArcFace, CosFace,
     combined) are mapped back to cos θ_y: the target logit is
-    `s · margin_target(cos θ_y)`, which increases with cos θ_y under the
+    `s · head.apply_margin(cos θ_y, context)`, which increases with cos θ_y under the
     default `fallback="continuous"`, and is inverted by a refined grid search
     with the head's own margin function. Without `head`, the logits are taken as plain
     `s · cos θ_j` (a `NormalizedDense`, or a head called without labels).
     Over a dataset the result equals
-    `keras_margin.metrics.intra_class_angle(embeddings, labels, head.kernel)`.
+    `keras_margin.evaluation.intra_class_angle(embeddings, labels, head.kernel)`.
 
     Heads whose logits carry the embedding norm (`SphereMarginHead`,
     `LargeMarginHead`) cannot be inverted and are rejected.
@@ -62,7 +63,7 @@ class TargetAngle(keras.metrics.Metric):
     def __init__(self, head=None, scale=None, name="target_angle", dtype="float32"):
         super().__init__(name=name, dtype=dtype)
         self._reads_head_weights = keras.backend.backend() != "jax"
-        if (not self._reads_head_weights and isinstance(head, ScaledCosineHead)
+        if (not self._reads_head_weights and isinstance(head, margin_head.ScaledCosineHead)
                 and (head.scale == "adaptive" or head.margin_warmup_steps)):
             raise ValueError(
                 "On the JAX backend Keras updates metrics without the model's variables, so TargetAngle cannot "
@@ -70,18 +71,19 @@ class TargetAngle(keras.metrics.Metric):
                 f"margin_warmup_steps={head.margin_warmup_steps}; use a fixed scale and no warm-up, or "
                 "callbacks.AngleStatistics"
             )
-        if head is not None and not isinstance(head, (ScaledCosineHead, NormalizedDense)):
+        invertible = (margin_head.ScaledCosineHead, normalized_dense.NormalizedDense)
+        if head is not None and not isinstance(head, invertible):
             raise ValueError(
                 "`head` must be a scaled-cosine head (ArcMarginHead, CosMarginHead, "
                 f"CombinedMarginHead) or a NormalizedDense. Received: head={type(head).__name__}; heads "
                 "whose logits carry the embedding norm (SphereMarginHead, LargeMarginHead) cannot be "
                 "inverted to angles"
             )
-        if isinstance(head, ScaledCosineHead) and not head.fixed_target_margin:
+        if isinstance(head, margin_head.ScaledCosineHead) and not head.fixed_target_margin:
             raise ValueError(
                 f"`head` is a {type(head).__name__}, whose target logit depends on more than cos θ_y (a drawn or "
                 "norm-dependent margin), so its logits cannot be inverted to angles; use "
-                "keras_margin.callbacks.AngleStatistics or metrics.intra_class_angle instead"
+                "keras_margin.callbacks.AngleStatistics or keras_margin.evaluation.intra_class_angle instead"
             )
         if head is None and scale is None:
             raise ValueError("Pass `head`, or `scale` for plain scaled-cosine logits.")
@@ -108,16 +110,18 @@ class TargetAngle(keras.metrics.Metric):
 
     def _target_cosine(self, target_logit):
         value = target_logit / self._scale()
-        if not isinstance(self.head, ScaledCosineHead):
+        if not isinstance(self.head, margin_head.ScaledCosineHead):
             return ops.clip(value, -1.0, 1.0)
-        factor = None if self._reads_head_weights else 1.0  # None: the head's own margin_factor weight
+        # the head's own margin_factor weight where the metric can read it
+        factor = ops.convert_to_tensor(self.head.margin_factor) if self._reads_head_weights else 1.0
+        context = margin_head.MarginContext(norms=None, step=None, training=False, factor=factor)
         steps = ops.arange(1, _GRID, dtype="float32")  # the cells' inner edges, in cell widths from `low`
         low, width = -ops.ones_like(value), 2.0 * ops.ones_like(value)
         for _ in range(_STAGES):
             width = width / _GRID
             edges = ops.expand_dims(low, -1) + ops.expand_dims(width, -1) * steps
             # the target increases with the cosine: the edges below `value` count the cells left of the crossing
-            below = self.head.margin_target(edges, factor) < ops.expand_dims(value, -1)
+            below = self.head.apply_margin(edges, context) < ops.expand_dims(value, -1)
             low = low + ops.sum(ops.cast(below, "float32"), axis=-1) * width
         return low + width / 2.0
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from keras_margin._validation import check_number
-from keras_margin.metrics.verification import pair_scores
+from keras_margin.evaluation.verification import pair_scores
 
 
 def embedding_quality(embeddings):
