@@ -62,11 +62,16 @@ def _inside_xla_cluster():
     """Whether TensorFlow is tracing a function that XLA compiles (`jit_compile=True`)."""
     import tensorflow as tf
 
-    try:  # the context tf.function(jit_compile=True) traces in; not public API, so its absence means "no"
-        from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
-    except ImportError:
+    if tf.executing_eagerly():
         return False
-    return not tf.executing_eagerly() and GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    # TensorFlow's public API has no query for this. `get_enclosing_xla_context` is the one it exports,
+    # in `tf.__internal__` (the namespace it keeps for Keras), for the context tf.function(jit_compile=True)
+    # traces in; where it is missing the answer is "no", and the product takes the route outside XLA.
+    try:
+        enclosing_xla_context = tf.__internal__.get_enclosing_xla_context
+    except AttributeError:
+        return False
+    return enclosing_xla_context() is not None
 
 
 def _jax_dot(a, b, contract_a, contract_b):

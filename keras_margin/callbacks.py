@@ -7,9 +7,9 @@ import keras
 import numpy as np
 
 from keras_margin._validation import check_choice, check_number
+from keras_margin.evaluation.embeddings import flip_embeddings
+from keras_margin.evaluation.verification import verification_report
 from keras_margin.layers.margin_head import ScaledCosineHead
-from keras_margin.metrics.embeddings import flip_embeddings
-from keras_margin.metrics.verification import verification_report
 
 __all__ = [
     "VerificationCallback",
@@ -22,7 +22,7 @@ class VerificationCallback(keras.callbacks.Callback):
     """Runs the verification protocol on pairs during training: every few epochs or steps.
 
     Embeds both images of every pair with `embedding_model`, calls
-    `keras_margin.metrics.verification_report` (k-fold accuracy: no
+    `keras_margin.evaluation.verification_report` (k-fold accuracy: no
     threshold is tuned on the pairs it scores) and writes into the epoch's
     logs, so History, TensorBoard, `EarlyStopping` and `ModelCheckpoint` see them.
     One set of pairs (a dataset) gives
@@ -228,8 +228,9 @@ class MarginScheduler(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         heads = self.heads
         if heads is None:
-            heads = [layer for layer in self.model._flatten_layers(include_self=False)
-                     if isinstance(layer, ScaledCosineHead)]
+            from keras_margin._walk import nested_layers
+
+            heads = [layer for layer in nested_layers(self.model) if isinstance(layer, ScaledCosineHead)]
         if not heads:
             raise ValueError(
                 "MarginScheduler found no scaled-cosine margin head (ArcMarginHead, CosMarginHead, CombinedMarginHead, "

@@ -4,16 +4,28 @@ The model carries every kind of state the package owns: class centers
 (`CenterLossLayer`), the λ annealing counter (`SphereMarginHead`) or the margin
 warm-up counter, margin factor and adaptive scale (`ArcMarginHead`), and the
 optimizer's slots. TensorFlow's op determinism is on for these tests (and Keras then runs
-the step without XLA, since not every XLA op has a deterministic kernel).
+the step without XLA, since not every XLA op has a deterministic kernel). TensorFlow's public
+API can switch it on but not off again, so they run in a process of their own:
+`test_with_op_determinism_in_a_process_of_its_own` runs this module in a child pytest with
+determinism on and fails with the child's report; in the parent the other tests are skipped.
 """
+
+import os
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import config as tf_config
 
 import keras_margin
+
+CHILD_VARIABLE = "KERAS_MARGIN_TEST_OP_DETERMINISM"
+IN_CHILD = os.environ.get(CHILD_VARIABLE) == "1"
+if IN_CHILD:
+    tf.config.experimental.enable_op_determinism()  # for the whole child process, which runs only this module
 
 NUM_CLASSES, DIM, EPOCHS, SPLIT = 4, 6, 4, 2
 STEPS_PER_EPOCH = 3  # 48 examples / 16 per batch
@@ -27,12 +39,22 @@ HEADS = {
 
 
 @pytest.fixture(autouse=True)
-def op_determinism():
-    was_enabled = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    yield
-    if not was_enabled:
-        tf_config.disable_op_determinism()
+def in_the_deterministic_child(request):
+    if not IN_CHILD and request.node.name != "test_with_op_determinism_in_a_process_of_its_own":
+        pytest.skip("runs in the child process with op determinism (test_with_op_determinism_in_a_process_of_its_own)")
+
+
+def test_with_op_determinism_in_a_process_of_its_own(request):
+    if IN_CHILD:
+        pytest.skip("the parent's test")
+    root = pathlib.Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(pathlib.Path(__file__).resolve()), "-q", "-p", "no:cacheprovider",
+         "-p", "no:xdist", "-m", request.config.getoption("markexpr") or ""],
+        cwd=root, capture_output=True, text=True, timeout=1500, check=False,
+        env=dict(os.environ, **{CHILD_VARIABLE: "1"}),
+    )
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
 
 
 def data():

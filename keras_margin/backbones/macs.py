@@ -4,6 +4,7 @@ import math
 
 import keras
 
+from keras_margin._walk import nested_layers
 from keras_margin.backbones.blocks import GroupedConv2D
 
 
@@ -29,9 +30,9 @@ def count_macs(model):
     ```
     """
     total = 0
-    for layer in model._flatten_layers(include_self=False):
+    for layer in nested_layers(model):
         if isinstance(layer, keras.Model):
-            continue  # its layers are in the flattened list already
+            continue  # its layers are in the list already
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             kernel = math.prod(layer.kernel_size)
             total += _elements(layer.output.shape) * kernel

@@ -5,18 +5,28 @@ import numpy as np
 from keras import ops
 
 
-def is_concrete(x):
-    """True when `x` holds values now (eager), False while tracing a graph."""
+def concrete_values(x):
+    """The values of `x` as a NumPy array when it holds values now (eager), None while tracing a graph."""
+    if keras.backend.is_keras_tensor(x):
+        return None
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.executing_eagerly() and not keras.backend.is_keras_tensor(x)
+        return ops.convert_to_numpy(x) if tf.executing_eagerly() else None
     if backend == "jax":
         import jax
 
-        return not isinstance(x, jax.core.Tracer) and not keras.backend.is_keras_tensor(x)
-    return not keras.backend.is_keras_tensor(x)
+        try:  # a tracer (jit, grad, vmap, eval_shape) refuses to become an array
+            return ops.convert_to_numpy(x)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            return None
+    return ops.convert_to_numpy(x)
+
+
+def is_concrete(x):
+    """True when `x` holds values now (eager), False while tracing a graph."""
+    return concrete_values(x) is not None
 
 
 def check_label_shape(labels_shape, embeddings_shape):
@@ -46,8 +56,9 @@ def validated_labels(labels, embeddings, num_classes):
     dtype = keras.backend.standardize_dtype(labels.dtype)
     if "int" not in dtype and "float" not in dtype:
         raise ValueError(f"`labels` must hold integer class ids. Received dtype {dtype}")
-    if is_concrete(labels):
-        check_label_values(ops.convert_to_numpy(labels), num_classes)
+    values = concrete_values(labels)
+    if values is not None:
+        check_label_values(values, num_classes)
     return ops.cast(labels, "int32")
 
 
