@@ -253,7 +253,7 @@ def test_pk_batches_shape_distinctness_and_no_reuse():
     dataset = data.IdentityDataset.from_arrays(images, labels)
     p, k = 4, 3
     used = []
-    batches = list(data.pk_batches(dataset, p, k, seed=0, shuffle_buffer=100))
+    batches = list(data.pk_batches(dataset, p, k, seed=0, shuffle_buffer=100, labels_as_input=False))
     for x, y in batches:
         check_pk_batch(x, y, p, k, labels)
         used.extend(record_index(x).tolist())
@@ -270,7 +270,7 @@ def test_pk_batches_are_reproducible_and_seed_dependent():
     dataset = data.IdentityDataset.from_arrays(images, labels)
 
     def run(seed):
-        return [record_index(x).tolist() for x, _ in data.pk_batches(dataset, 3, 2, seed=seed)]
+        return [record_index(x).tolist() for x, _ in data.pk_batches(dataset, 3, 2, seed=seed, labels_as_input=False)]
 
     assert run(1) == run(1)
     assert run(1) != run(2)
@@ -281,7 +281,7 @@ def test_pk_batches_scale_to_many_identities():
     images, labels = indexed_arrays([4] * 3000, size=1)
     dataset = data.IdentityDataset.from_arrays(images, labels)
     total = 0
-    for x, y in data.pk_batches(dataset, 32, 4, seed=0, shuffle_buffer=2000):
+    for x, y in data.pk_batches(dataset, 32, 4, seed=0, shuffle_buffer=2000, labels_as_input=False):
         check_pk_batch(x, y, 32, 4, labels)
         total += 1
     assert total == 3000 // 32
@@ -477,7 +477,7 @@ def test_lazy_submodules_do_not_load_tfds_on_import():
 
     code = (
         "import sys, keras_margin; assert 'tensorflow_datasets' not in sys.modules; "
-        "keras_margin.data.pk_batches; keras_margin.metrics.verification_report; "
+        "keras_margin.data.pk_batches; keras_margin.evaluation.verification_report; "
         "assert 'tensorflow_datasets' in sys.modules; print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -493,3 +493,69 @@ def test_shards_of_a_stream_are_disjoint_and_cover_it():
     assert shards[1] == [1, 4, 7]  # every third record from index 1
     with pytest.raises(ValueError, match="`num_shards` must be an integer"):
         dataset.shard(0, 0)
+
+
+# --- the image loader and the dataset interface -------------------------------
+
+def test_the_image_loader_reads_paths_and_bytes_alike(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(9, 7, 3), dtype=np.uint8)
+    png = tf.io.encode_png(pixels).numpy()
+    (tmp_path / "a.png").write_bytes(png)
+    np.testing.assert_array_equal(data.load_image(tmp_path / "a.png"), pixels)
+    np.testing.assert_array_equal(data.load_image(png), pixels)
+    np.testing.assert_array_equal(data.decode_image(tf.constant(png)).numpy(), pixels)
+    gray = data.load_image(str(tmp_path / "a.png"), channels=1)
+    assert gray.shape == (9, 7, 1) and gray.dtype == np.uint8
+    # inside tf.data, from a path
+    [mapped] = tf.data.Dataset.from_tensor_slices([str(tmp_path / "a.png")]).map(data.read_image).as_numpy_iterator()
+    np.testing.assert_array_equal(mapped, pixels)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"Cannot read the image '.*broken.jpg'"):
+        data.load_image(tmp_path / "broken.jpg")
+    with pytest.raises(ValueError, match="Cannot read the image"):
+        data.load_image(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="channels"):
+        data.load_image(png, channels=4)
+
+
+def test_load_image_batch_is_face_preprocessing_of_the_decoded_images(tmp_path):
+    rng = np.random.default_rng(1)
+    first, second = (rng.integers(0, 256, size=shape, dtype=np.uint8) for shape in ((30, 20, 3), (16, 16, 3)))
+    (tmp_path / "first.png").write_bytes(tf.io.encode_png(first).numpy())
+    for channels in (1, 3):
+        preprocess = data.face_preprocessing((12, 12), channels)
+        batch = data.load_image_batch(
+            [tmp_path / "first.png", tf.io.encode_png(second).numpy(), second], (12, 12), channels
+        )
+        assert batch.shape == (3, 12, 12, channels) and batch.dtype == np.float32
+        np.testing.assert_array_equal(batch[2], preprocess(second).numpy())  # a decoded array: converted alike
+        np.testing.assert_array_equal(batch[1], preprocess(data.decode_image(tf.io.encode_png(second), channels)))
+        np.testing.assert_array_equal(batch[0], preprocess(data.load_image(tmp_path / "first.png", channels)))
+    assert -1 <= batch.min() and batch.max() <= 1
+    with pytest.raises(ValueError, match="empty"):
+        data.load_image_batch([], (12, 12))
+
+
+def test_every_dataset_is_an_identity_dataset_built_on_its_primitives():
+    images, labels = indexed_arrays([3, 2])
+    # the constructor of 0.1 still builds the stream over the records
+    stream = data.IdentityDataset(tf.data.Dataset.from_tensor_slices((images, labels)), ["a", "b"], lambda x: x)
+    assert type(stream) is data.StreamDataset and isinstance(stream, data.IdentityDataset)
+    np.testing.assert_array_equal(stream.labels(), labels)
+    assert not stream.random_access and not data.RecordIODataset.__abstractmethods__
+    # the shared behaviour is written once: the sources implement primitives, not the methods users call
+    shared = ("batches", "pk_batches", "split_identities", "select_identities", "take", "shard",
+              "verification_pairs", "images")
+    for source in (data.StreamDataset, data.RecordIODataset):
+        assert not set(shared) & set(vars(source)), source
+    with pytest.raises(TypeError, match="abstract"):  # a source must implement every primitive
+        type("Incomplete", (data.IdentityDataset,), {})()
+
+
+def test_pk_batches_of_a_stream_stop_after_num_batches():
+    images, labels = indexed_arrays([6] * 12)
+    dataset = data.IdentityDataset.from_arrays(images, labels)
+    assert len(list(dataset.pk_batches(3, 2, seed=0, num_batches=2, labels_as_input=False))) == 2
+    with pytest.raises(ValueError, match="num_batches"):
+        dataset.pk_batches(3, 2, num_batches=0)

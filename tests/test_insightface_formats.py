@@ -15,7 +15,7 @@ import tensorflow as tf
 from scipy import stats
 
 import recordio_reference as ref
-from keras_margin import data, metrics
+from keras_margin import data, evaluation
 from keras_margin.data.recordio import RecordIOError, frame
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -328,7 +328,7 @@ def test_pk_batches_from_a_rec_are_balanced_and_uniform(counted_set):
     p, k = 4, 3
     original = dataset.decode_image
     dataset.decode_image = lambda image: image
-    batches = data.pk_batches(dataset, p, k, seed=0)
+    batches = data.pk_batches(dataset, p, k, seed=0, labels_as_input=False)
     dataset.decode_image = original
     key_label = {f"image-{i:03d}".encode(): label for i, label in enumerate(np.repeat(np.arange(12), counts))}
     eligible = [c for c, n in enumerate(counts) if n >= k]
@@ -416,7 +416,7 @@ def test_verification_callback_on_bins_equals_the_report_on_arrays(tmp_path, cap
         # flip-fused embeddings computed here: f(x) + f(mirror x), normalized
         e = embedder.predict(decoded, verbose=0) + embedder.predict(decoded[:, :, ::-1], verbose=0)
         e /= np.linalg.norm(e, axis=1, keepdims=True)
-        expected = metrics.verification_report(e[0::2], e[1::2], issame, num_folds=2, far_targets=(0.1,))
+        expected = evaluation.verification_report(e[0::2], e[1::2], issame, num_folds=2, far_targets=(0.1,))
         assert history.history[f"val_{name}_accuracy"][-1] == pytest.approx(expected["accuracy"])
         assert history.history[f"val_{name}_auc"][-1] == pytest.approx(expected["auc"])
         assert history.history[f"val_{name}_tar@far=1e-1"][-1] == pytest.approx(expected["tar_at_far"][0.1])

@@ -371,6 +371,8 @@ def align_folder(source_dir, target_dir, image_size=112, face="largest", min_con
     import tensorflow as tf
     from tqdm import tqdm
 
+    from keras_margin.data.images import load_image
+
     source_dir, target_dir = pathlib.Path(source_dir), pathlib.Path(target_dir)
     if not source_dir.is_dir():
         raise ValueError(f"`source_dir` must be an existing folder. Received: source_dir={str(source_dir)!r}")
@@ -401,9 +403,9 @@ def align_folder(source_dir, target_dir, image_size=112, face="largest", min_con
                 continue
             row = {"path": relative, "faces_found": 0, "score": "", "rule": face, "status": "dropped", "reason": ""}
             try:
-                photo = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False).numpy()
-            except (tf.errors.OpError, ValueError) as error:
-                row["reason"] = f"unreadable: {str(error).splitlines()[0][:200]}"
+                photo = load_image(path, channels=3)
+            except ValueError as error:
+                row["reason"] = f"unreadable: {str(error)[:300]}"
             else:
                 detector = detector or mtcnn_detector()
                 faces = detect_faces(photo, detector)

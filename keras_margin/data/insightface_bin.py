@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_margin._validation import check_number
+from keras_margin.data.images import decode_image
 
 _ALLOWED_GLOBALS = {
     ("_codecs", "encode"),  # Python 3 bytes pickled with protocol 2
@@ -113,7 +114,7 @@ def pairs_from_bin(path, preprocess=None, channels=3):
     table = tf.constant(images, tf.string)
 
     def load(index):
-        image = tf.io.decode_image(table[index], channels=channels, expand_animations=False)
+        image = decode_image(table[index], channels)
         return preprocess(image) if preprocess else image
 
     pairs = tf.data.Dataset.from_tensor_slices((tf.range(len(same), dtype=tf.int64), same))

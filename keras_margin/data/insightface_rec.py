@@ -22,11 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_margin._validation import check_number
-from keras_margin.data.identity_dataset import IdentityDataset, as_head_inputs
-from keras_margin.data.pk_sampler import identity_groups, sample_pk_positions
+from keras_margin.data.identity_dataset import READ_CHUNK, IdentityDataset
+from keras_margin.data.images import decode_image
 from keras_margin.data.recordio import RecordFile, RecordIOError, frame, pack_payload, read_index, write_index
 
-READ_CHUNK = 64  # records read per call into Python
 FLOAT32_EXACT = 1 << 24  # integers above this are not all exact in the header's float32 labels
 CLASS_NAMES_FILE = "class_names.txt"
 
@@ -34,13 +33,14 @@ CLASS_NAMES_FILE = "class_names.txt"
 class RecordIODataset(IdentityDataset):
     """An `IdentityDataset` over the image records of a `.rec` file, read by random access.
 
-    Everything `IdentityDataset` offers works, and the parts that would
-    stream the whole file use the index instead: `labels()` reads no
-    record, `take`, `shard` and `select_identities` slice the index,
-    `batches(shuffle=True)` shuffles the whole index every epoch, and
-    `pk_batches` draws identities and images directly. `records` is the
-    stream of `(encoded image bytes, int32 label)` in index order, the bytes
-    exactly as stored.
+    It implements the dataset primitives on an index held in NumPy arrays
+    (key, byte offset and label of every image) and reads images by offset:
+    `labels()` reads no record; `take`, `shard` and `select_identities`
+    slice the index; `records` is the stream of `(encoded image bytes,
+    int32 label)` in index order, the bytes exactly as stored. Being
+    `random_access`, it is shuffled over its whole index every epoch
+    (`batches(shuffle=True)`) and its P×K batches are drawn
+    (`pk_batches`).
 
     Build one with `keras_margin.data.from_insightface_rec`.
 
@@ -56,6 +56,8 @@ class RecordIODataset(IdentityDataset):
             are a relabelling (default: `labels`).
     """
 
+    random_access = True
+
     def __init__(self, record_file, keys, offsets, labels, class_names, channels=3, name=None, file_labels=None):
         self.record_file = record_file
         self.keys = np.asarray(keys, dtype="int64")
@@ -66,28 +68,23 @@ class RecordIODataset(IdentityDataset):
         self.channels = channels
         self.class_names = [str(n) for n in class_names]
         self.name = name or record_file.path
-        self._groups = None
-
-    def decode_image(self, image):
-        return tf.io.decode_image(image, channels=self.channels, expand_animations=False)
 
     def __len__(self):
         return len(self.keys)
 
-    def __repr__(self):
-        return f"RecordIODataset({self.name!r}, num_images={len(self)}, num_classes={self.num_classes})"
+    def decode_image(self, image):
+        """Encoded image bytes → uint8 `(height, width, channels)` (`keras_margin.data.decode_image`).
 
-    def _subset(self, rows, labels=None, class_names=None, name=None):
-        return RecordIODataset(
-            self.record_file,
-            self.keys[rows],
-            self.offsets[rows],
-            self._labels[rows] if labels is None else labels,
-            self.class_names if class_names is None else class_names,
-            self.channels,
-            name or self.name,
-            self._file_labels[rows],
-        )
+        Args:
+            image: one record's encoded image.
+        """
+        return decode_image(image, self.channels)
+
+    @property
+    def records(self):
+        """The `(encoded image bytes, int32 label)` records in index order, read by offset."""
+        records = self._read_positions(tf.data.Dataset.range(len(self)).batch(READ_CHUNK))
+        return records.apply(tf.data.experimental.assert_cardinality(len(self)))
 
     def labels(self):
         """All labels, in index order (no record is read)."""
@@ -95,6 +92,9 @@ class RecordIODataset(IdentityDataset):
 
     def read_records(self, positions):
         """`(images, labels)` of the records at `positions` (rows of the index): bytes as stored, int32.
+
+        Args:
+            positions: rows of the index.
 
         Raises:
             RecordIOError: a record that is not where the `.idx` says, is
@@ -113,188 +113,33 @@ class RecordIODataset(IdentityDataset):
             images[i] = image
         return images, self._labels[positions]
 
-    def _read_encoded(self, positions, deterministic=True):
-        """Maps a dataset of int64 position vectors to single `(encoded image, label)` records."""
-
-        def read(batch):
-            images, labels = tf.numpy_function(self.read_records, [batch], (tf.string, tf.int32), stateful=False)
-            return tf.ensure_shape(images, [None]), tf.ensure_shape(labels, [None])
-
-        return positions.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic).unbatch()
-
-    def _read(self, positions, preprocess=None, deterministic=True):
-        """Like `_read_encoded`, then decoded (and preprocessed) in parallel."""
-
-        def decode(image, label):
-            image = self.decode_image(image)
-            return (preprocess(image) if preprocess else image), label
-
-        records = self._read_encoded(positions, deterministic)
-        return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-
-    @property
-    def records(self):
-        return self._read_encoded(tf.data.Dataset.range(len(self)).batch(READ_CHUNK))
-
-    def images(self, preprocess=None):
-        """The decoded `(image, label)` stream in index order, optionally preprocessed per image."""
-        return self._read(tf.data.Dataset.range(len(self)).batch(READ_CHUNK), preprocess)
-
-    def take(self, num_images):
-        """The first `num_images` records of the index."""
-        num_images = check_number("num_images", num_images, low=0, integer=True)
-        return self._subset(slice(0, num_images))
-
-    def shard(self, num_shards, index):
-        """Every `num_shards`-th record from `index` on: disjoint shards that together hold every record.
-
-        For several workers (`MultiWorkerMirroredStrategy`): give worker `i`
-        of `n` `dataset.shard(n, i)`, e.g. inside
-        `strategy.distribute_datasets_from_function` with
-        `input_context.num_input_pipelines` and `input_context.input_pipeline_id`,
-        and build its batches from that shard. (tf.data's auto-sharding finds
-        no files to split here and falls back to sharding the elements, so
-        every worker would read and decode all records and keep its share.)
-
-        Example:
-
-        ```pycon
-        >>> def batches(context):
-        ...     share = faces.shard(context.num_input_pipelines, context.input_pipeline_id)
-        ...     return share.batches(context.get_per_replica_batch_size(512), preprocess, shuffle=True, seed=0)
-        >>> distributed = strategy.distribute_datasets_from_function(batches)
-        ```
-        """
-        num_shards = check_number("num_shards", num_shards, low=1, integer=True)
-        index = check_number("index", index, low=0, high=num_shards - 1, integer=True)
-        return self._subset(slice(index, None, num_shards), name=f"{self.name} shard {index}/{num_shards}")
-
-    def select_identities(self, identities, name=None):
-        """The images of the given identities, relabelled `0 .. len(identities) - 1` in that order."""
-        identities, new_label = self._relabelling(identities)
-        relabelled = new_label[self._labels]
-        rows = np.nonzero(relabelled >= 0)[0]
-        return self._subset(
-            rows,
-            labels=relabelled[rows],
-            class_names=[self.class_names[i] for i in identities],
-            name=name or f"{self.name} ({len(identities)} identities)",
-        )
-
     def records_at(self, positions):
+        """The encoded images of the records at `positions`, read by offset.
+
+        Args:
+            positions: rows of the index.
+        """
         return list(self.read_records(positions)[0])
 
-    def batches(
-        self,
-        batch_size,
-        preprocess=None,
-        shuffle_buffer=None,
-        seed=None,
-        labels_as_input=True,
-        drop_remainder=False,
-        shuffle=None,
-    ):
-        """Batches for `model.fit`, shuffled over the whole index every epoch.
+    def _sliced(self, rows, name):
+        return self._subset(rows, name=name)
 
-        Args:
-            batch_size: images per batch.
-            preprocess: function applied to each decoded uint8 image.
-            shuffle_buffer: kept for the signature of `IdentityDataset.batches`:
-                any non-zero value switches shuffling on. No buffer is used:
-                each pass draws a new permutation of all records (as
-                insightface shuffles its index) and reads them by offset.
-            seed: seed of the permutations; a fresh pipeline with the same
-                seed gives the same epochs, and each epoch a new order.
-            labels_as_input: `True` gives `((images, labels), labels)`;
-                `False` gives `(images, labels)`.
-            drop_remainder: drop a last, smaller batch.
-            shuffle: `True` / `False` to shuffle or keep index order
-                (default: shuffle when `shuffle_buffer` is given).
-        """
-        batch_size = check_number("batch_size", batch_size, low=1, integer=True)
-        shuffle = bool(shuffle_buffer) if shuffle is None else bool(shuffle)
-        if shuffle:
-            count = len(self)
+    def _relabelled(self, new_label, class_names, name):
+        relabelled = new_label[self._labels]
+        rows = np.nonzero(relabelled >= 0)[0]
+        return self._subset(rows, labels=relabelled[rows], class_names=class_names, name=name)
 
-            def permutation(epoch_seed):
-                return np.random.default_rng(int(epoch_seed) & 0xFFFFFFFF).permutation(count).astype("int64")
-
-            positions = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(
-                lambda epoch_seed: tf.data.Dataset.from_tensor_slices(
-                    tf.ensure_shape(tf.numpy_function(permutation, [epoch_seed], tf.int64), [count])
-                )
-            )
-        else:
-            positions = tf.data.Dataset.range(len(self))
-        images = self._read(positions.batch(READ_CHUNK), preprocess, deterministic=seed is not None or not shuffle)
-        images = images.batch(batch_size, drop_remainder=drop_remainder)
-        num_batches = len(self) // batch_size if drop_remainder else -(-len(self) // batch_size)
-        images = images.apply(tf.data.experimental.assert_cardinality(num_batches))  # Keras knows the epoch length
-        if labels_as_input:
-            images = images.map(as_head_inputs)
-        return images.prefetch(tf.data.AUTOTUNE)
-
-    def pk_batches(
-        self,
-        identities_per_batch,
-        images_per_identity,
-        preprocess=None,
-        seed=None,
-        labels_as_input=False,
-        num_batches=None,
-        shuffle_buffer=None,
-    ):
-        """Batches of P identities × K images, drawn by random access.
-
-        Sampling law: each batch independently draws P distinct identities
-        uniformly among those with at least K images, then K distinct images
-        uniformly within each drawn identity. Identities with fewer than K
-        images never appear. The work per batch is O(P·K); the identity
-        index is built once from the labels (for insightface's layout the
-        images of an identity are one key range).
-
-        Args:
-            identities_per_batch: P, at least 2.
-            images_per_identity: K, at least 1.
-            preprocess: function applied to each decoded uint8 image.
-            seed: seed; a fresh pipeline with the same seed gives the same
-                batches, and each pass over it new ones.
-            labels_as_input: `True` gives `((images, labels), labels)`.
-            num_batches: batches per pass (default: number of images // (P·K),
-                so a pass sees about as many images as the dataset holds).
-            shuffle_buffer: ignored (no buffer is needed with random access).
-
-        Returns:
-            A `tf.data.Dataset` of batches with a static batch size `P·K`,
-            grouped by identity (`labels` reads `a a a b b b ...`).
-        """
-        del shuffle_buffer
-        p = check_number("identities_per_batch", identities_per_batch, low=2, integer=True)
-        k = check_number("images_per_identity", images_per_identity, low=1, integer=True)
-        if self._groups is None:
-            self._groups = identity_groups(self._labels)
-        order, starts, sizes = self._groups
-        eligible = np.nonzero(sizes >= k)[0]
-        if len(eligible) < p:
-            raise ValueError(
-                f"`identities_per_batch`={p} needs {p} identities with at least images_per_identity={k} images; "
-                f"{self.name} has {len(eligible)}."
-            )
-        if num_batches is None:
-            num_batches = max(1, len(self) // (p * k))
-        num_batches = check_number("num_batches", num_batches, low=1, integer=True)
-
-        def draw(batch_seed):
-            rng = np.random.default_rng(int(batch_seed) & 0xFFFFFFFFFFFFFFFF)
-            return sample_pk_positions(rng, order, starts[eligible], sizes[eligible], p, k)
-
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(num_batches)
-        positions = seeds.map(lambda s: tf.ensure_shape(tf.numpy_function(draw, [s], tf.int64), [p * k]))
-        batches = self._read(positions, preprocess).batch(p * k, drop_remainder=True)
-        batches = batches.apply(tf.data.experimental.assert_cardinality(num_batches))
-        if labels_as_input:
-            batches = batches.map(as_head_inputs)
-        return batches.prefetch(tf.data.AUTOTUNE)
+    def _subset(self, rows, labels=None, class_names=None, name=None):
+        return RecordIODataset(
+            self.record_file,
+            self.keys[rows],
+            self.offsets[rows],
+            self._labels[rows] if labels is None else labels,
+            self.class_names if class_names is None else class_names,
+            self.channels,
+            name or self.name,
+            self._file_labels[rows],
+        )
 
 
 def _rec_paths(path):
@@ -566,7 +411,7 @@ def write_insightface_rec(dataset, directory, quality=95, image_size=None, overw
 
 def _image_size(image, name):
     try:
-        return tuple(int(v) for v in tf.io.decode_image(image, expand_animations=False).shape[:2])
+        return tuple(int(v) for v in decode_image(image, 3).shape[:2])
     except tf.errors.InvalidArgumentError:
         raise ValueError(
             f"{name}: the first image cannot be decoded to read its size; pass `image_size=(height, width)`"

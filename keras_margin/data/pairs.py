@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_margin._validation import check_number
+from keras_margin.data.images import read_image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +261,7 @@ def pairs_from_list(pairs, images_dir, preprocess=None, file_pattern="{name}/{na
         )
 
     def load(file_path):
-        image = tf.io.decode_image(tf.io.read_file(file_path), channels=channels, expand_animations=False)
+        image = read_image(file_path, channels)
         return preprocess(image) if preprocess else image
 
     same = [p.same for p in pairs]

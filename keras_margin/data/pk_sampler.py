@@ -1,10 +1,14 @@
-"""Class-balanced P×K batches: from a stream by grouping, or drawn from a random-access dataset."""
+"""Class-balanced P×K sampling laws: by grouping a record stream, or by drawing positions of a random-access dataset.
+
+The laws work on records and labels only; `IdentityDataset.pk_batches`
+applies the one that fits the dataset, then decodes and batches. This
+module imports nothing from the datasets.
+"""
 
 import numpy as np
 import tensorflow as tf
 
 from keras_margin._validation import check_number
-from keras_margin.data.identity_dataset import as_head_inputs
 
 
 def pk_batches(
@@ -14,39 +18,55 @@ def pk_batches(
     preprocess=None,
     shuffle_buffer=10_000,
     seed=None,
-    labels_as_input=False,
+    labels_as_input=True,
+    num_batches=None,
 ):
     """Batches of P distinct identities × K images each, for mined metric losses.
 
     Every batch holds `P·K` images: K images of each of P different
     identities, grouped by identity (`labels` reads `a a a b b b ...`).
-    It works on the record stream in two passes of `group_by_window`, so it
-    needs neither random access nor one dataset per identity:
+    The same as `dataset.pk_batches(...)`. How the identities and images
+    are chosen depends on how the dataset is read:
+
+    **A stream** (folders, tfds, arrays) is sampled in two passes of
+    `group_by_window`, so it needs neither random access nor one dataset per
+    identity:
 
     1. the records are shuffled (through `shuffle_buffer`, with `seed`) and
        grouped by label into groups of K images;
     2. the n-th group of each identity gets key n, and P groups with the same
        key, hence of P different identities, form a batch.
 
-    A `RecordIODataset` (`from_insightface_rec`) draws its batches by
-    random access instead; see `RecordIODataset.pk_batches` for that law.
-
     Each image is used at most once per pass over the data. Identities with
     fewer than K images left in a pass, and groups that find no P partners,
     are dropped (like `drop_remainder=True`). Memory stays bounded by
     encoded images, not decoded ones: at most K − 1 records per identity
-    wait in step 1 and at most P − 1 groups per key in step 2. Decoding and
-    `preprocess` run after grouping.
+    wait in step 1 and at most P − 1 groups per key in step 2.
+
+    **A random-access dataset** (`.rec`, `dataset.random_access`) draws each
+    batch independently: P distinct identities uniformly among those with
+    at least K images, then K distinct images uniformly within each
+    (O(P·K) work per batch). Identities with fewer than K images never
+    appear. No shuffle buffer is involved.
+
+    Decoding and `preprocess` run after sampling, on the chosen records only.
 
     Args:
         dataset: an `IdentityDataset`.
         identities_per_batch: P, at least 2 and at most `dataset.num_classes`.
         images_per_identity: K, at least 1 (2 or more for triplets).
         preprocess: function applied to each decoded uint8 image.
-        shuffle_buffer: records in the shuffle buffer (0 or `None`: no shuffling).
-        seed: shuffle seed; a fresh pipeline with the same seed gives the same batches.
-        labels_as_input: `True` gives `((images, labels), labels)` for a model
-            with a labels input; `False` (default) gives `(images, labels)`.
+        shuffle_buffer: a stream's records are shuffled through a buffer of
+            this size before grouping (0 or `None`: no shuffling); default
+            10,000.
+        seed: seed; a fresh pipeline with the same seed gives the same batches.
+        labels_as_input: `True` (default, as in `IdentityDataset.batches`)
+            gives `((images, labels), labels)`, for a model with a labels
+            input (a margin head); `False` gives `(images, labels)`, what
+            the metric losses (`TripletLoss`, `ContrastiveLoss`) take.
+        num_batches: batches per pass; default: a stream's pass ends when its
+            groups run out, a random-access pass is `len(dataset) // (P·K)`
+            batches.
 
     Returns:
         A `tf.data.Dataset` of batches with a static batch size `P·K`.
@@ -54,24 +74,33 @@ def pk_batches(
     Example:
 
     ```pycon
-    >>> batches = keras_margin.data.pk_batches(train, 16, 4, seed=0,
+    >>> batches = keras_margin.data.pk_batches(train, 16, 4, seed=0, labels_as_input=False,
     ...     preprocess=keras_margin.data.face_preprocessing((112, 112)))
     >>> model.compile(loss=keras_margin.losses.TripletLoss(), optimizer="adam")
     >>> model.fit(batches, epochs=10)
     ```
     """
-    if getattr(dataset, "read_records", None) is not None:  # random access: draw batches, no grouping pass
-        return dataset.pk_batches(
-            identities_per_batch, images_per_identity, preprocess=preprocess, seed=seed, labels_as_input=labels_as_input
-        )
-    p = check_number("identities_per_batch", identities_per_batch, low=2, integer=True)
-    k = check_number("images_per_identity", images_per_identity, low=1, integer=True)
-    if p > dataset.num_classes:
-        raise ValueError(
-            f"`identities_per_batch` must be at most the number of identities ({dataset.num_classes}). "
-            f"Received: identities_per_batch={p}"
-        )
-    records = dataset.records
+    return dataset.pk_batches(
+        identities_per_batch,
+        images_per_identity,
+        preprocess=preprocess,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        labels_as_input=labels_as_input,
+        num_batches=num_batches,
+    )
+
+
+def grouped_pk_records(records, num_classes, p, k, shuffle_buffer=None, seed=None):
+    """The records of P×K batches of a stream, one record at a time in batch order (see `pk_batches`).
+
+    Args:
+        records: a `tf.data.Dataset` of `(image, int32 label)` records.
+        num_classes: labels are in `[0, num_classes)`.
+        p, k: identities per batch and images per identity.
+        shuffle_buffer: shuffle the records through a buffer of this size first.
+        seed: shuffle seed.
+    """
     if shuffle_buffer:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
@@ -86,27 +115,53 @@ def pk_batches(
         label = labels[0]
         return tf.tensor_scatter_nd_add(seen, [[label]], tf.ones([1], tf.int64)), (images, labels, seen[label])
 
-    groups = groups.scan(tf.zeros([dataset.num_classes], tf.int64), number_groups)
+    groups = groups.scan(tf.zeros([num_classes], tf.int64), number_groups)
     batches = groups.group_by_window(
         key_func=lambda images, labels, occurrence: occurrence,
         reduce_func=lambda key, window: window.batch(p, drop_remainder=True),
         window_size=p,
     )
-
-    def decode(image, label):
-        image = dataset.decode_image(image)
-        return (preprocess(image) if preprocess else image), label
-
-    batches = (
+    return (
         batches.map(lambda images, labels, occurrence: (images, labels))
         .unbatch()  # (K images, K labels) groups
         .unbatch()  # single records, still in batch order
-        .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(p * k, drop_remainder=True)
     )
-    if labels_as_input:
-        batches = batches.map(as_head_inputs)
-    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def drawn_pk_positions(labels, p, k, num_batches, seed=None, name="the dataset"):
+    """A `tf.data.Dataset` of `num_batches` int64 vectors `(P·K,)`: the positions of independent P×K draws.
+
+    Each vector draws P distinct identities uniformly among those with at
+    least K images, then K distinct positions uniformly within each, grouped
+    by identity. A fresh pipeline with the same seed gives the same vectors,
+    and each pass over it new ones.
+
+    Args:
+        labels: int array, the label of each position.
+        p, k: identities per batch and images per identity.
+        num_batches: vectors per pass.
+        seed: seed of the draws.
+        name: the dataset's description, for the error message.
+
+    Raises:
+        ValueError: fewer than P identities have K images.
+    """
+    order, starts, sizes = identity_groups(labels)
+    eligible = np.nonzero(sizes >= k)[0]
+    if len(eligible) < p:
+        raise ValueError(
+            f"`identities_per_batch`={p} needs {p} identities with at least images_per_identity={k} images; "
+            f"{name} has {len(eligible)}."
+        )
+    num_batches = check_number("num_batches", num_batches, low=1, integer=True)
+    starts, sizes = starts[eligible], sizes[eligible]
+
+    def draw(batch_seed):
+        rng = np.random.default_rng(int(batch_seed) & 0xFFFFFFFFFFFFFFFF)
+        return sample_pk_positions(rng, order, starts, sizes, p, k)
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(num_batches)
+    return seeds.map(lambda s: tf.ensure_shape(tf.numpy_function(draw, [s], tf.int64), [p * k]))
 
 
 def identity_groups(labels):

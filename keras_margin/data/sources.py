@@ -12,7 +12,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_margin.data.folder_builder import IdentityFolder
-from keras_margin.data.identity_dataset import IdentityDataset
+from keras_margin.data.identity_dataset import StreamDataset
+from keras_margin.data.images import decode_image
 
 
 def from_tfds(
@@ -24,7 +25,7 @@ def from_tfds(
     image_key="image",
     label_key="label",
 ):
-    """An `IdentityDataset` from a tensorflow-datasets dataset.
+    """An identity dataset (a `StreamDataset`) from a tensorflow-datasets dataset.
 
     Works with any tfds dataset whose label is a `ClassLabel` (`mnist`,
     `vgg_face2`, ...) or a text name (`lfw`: the identities are then the
@@ -45,7 +46,7 @@ def from_tfds(
             feature; default `"label"`.
 
     Returns:
-        An `IdentityDataset` of the split, images still encoded.
+        A `StreamDataset` of the split, images still encoded.
 
     Example:
 
@@ -77,13 +78,11 @@ def from_tfds(
         raise ValueError(
             f"The {label_key!r} feature of {name!r} must be a ClassLabel or Text. Received: {label_feature}"
         )
-    return IdentityDataset(
-        records, class_names, decode_image=features[image_key].decode_example, name=f"{name}/{split}"
-    )
+    return StreamDataset(records, class_names, decode_image=_image_decoder(features[image_key]), name=f"{name}/{split}")
 
 
 def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=False):
-    """An `IdentityDataset` from a folder with one sub-folder per identity.
+    """An identity dataset (a `StreamDataset`) from a folder with one sub-folder per identity.
 
     The folder is prepared once into tfds record files by `IdentityFolder`
     (in `data_dir`, tfds' default when `None`) and read from there; pass
@@ -101,7 +100,7 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
             `False`.
 
     Returns:
-        An `IdentityDataset`; `class_names` are the sub-folder names, sorted.
+        A `StreamDataset`; `class_names` are the sub-folder names, sorted.
 
     Example:
 
@@ -123,12 +122,30 @@ def from_folder(root_dir, data_dir=None, channels=3, config_name=None, rebuild=F
         builder.download_and_prepare(download_config=config)
     dataset = builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
     records = dataset.map(lambda example: (example["image"], tf.cast(example["label"], tf.int32)))
-    return IdentityDataset(
+    return StreamDataset(
         records,
         builder.info.features["label"].names,
-        decode_image=builder.info.features["image"].decode_example,
+        decode_image=_image_decoder(builder.info.features["image"]),
         name=builder.info.full_name,
     )
+
+
+def _image_decoder(feature):
+    """Decodes the stored bytes of a tfds image feature with `keras_margin.data.decode_image`, to its static shape.
+
+    tfds' own decoder (`feature.decode_example`) is kept for what the loader
+    does not read: features that are not uint8 images of 1 or 3 channels.
+    """
+    if not isinstance(feature, tfds.features.Image) or feature.tf_dtype != tf.uint8 or feature.shape[-1] not in (1, 3):
+        return feature.decode_example
+    channels, shape = feature.shape[-1], feature.shape
+
+    def decode(image):
+        image = decode_image(image, channels)
+        image.set_shape(shape)
+        return image
+
+    return decode
 
 
 @contextlib.contextmanager
