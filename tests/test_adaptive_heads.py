@@ -89,7 +89,8 @@ MAGFACE = dict(lower_norm=10.0, upper_norm=110.0, lower_margin=0.45, upper_margi
 @pytest.mark.parametrize("easy_margin", [True, False])
 def test_mag_face_matches_reference_with_norms_at_and_beyond_the_clip(rng, easy_margin):
     kernel = rng.normal(size=(DIM, NUM_CLASSES))
-    head = built(layers.MagFaceHead(NUM_CLASSES, scale=64.0, easy_margin=easy_margin, **MAGFACE), kernel)
+    fallback = "easy" if easy_margin else "insightface"
+    head = built(layers.MagFaceHead(NUM_CLASSES, scale=64.0, fallback=fallback, **MAGFACE), kernel)
     x, labels = batch_with_hard_cases(rng, kernel, norms=[1.0, 10.0, 10.5, 60.0, 110.0, 250.0], batch=24)
     got = convert_to_numpy(head(x, labels=labels, training=True))
     parameters = {k: MAGFACE[k] for k in ("lower_norm", "upper_norm", "lower_margin", "upper_margin")}
@@ -228,7 +229,7 @@ HEADS = {
     "magface": lambda: layers.MagFaceHead(NUM_CLASSES, scale=8.0, lower_norm=1.0, upper_norm=10.0,
                                           lambda_g=5.0),
     "magface_hard": lambda: layers.MagFaceHead(NUM_CLASSES, scale=8.0, lower_norm=1.0, upper_norm=10.0,
-                                               lambda_g=5.0, easy_margin=False),
+                                               lambda_g=5.0, fallback="insightface"),
     "adaface": lambda: layers.AdaFaceHead(NUM_CLASSES, scale=8.0, momentum=0.5),
     "elastic_arc": lambda: layers.ElasticArcMarginHead(NUM_CLASSES, scale=8.0, seed=0),
     "elastic_arc_plus": lambda: layers.ElasticArcMarginHead(NUM_CLASSES, scale=8.0, sorted_margins=True,
@@ -390,10 +391,11 @@ def test_partial_fc_keeping_every_class_equals_the_full_head(rng, name):
     full = built(head_class.from_config(config), kernel)
     partial = head_class.from_config({**config, "sample_rate": 0.999, "seed": 0})
     partial.build((None, DIM))
-    partial.kernel.assign(kernel.T)  # Partial FC stores one class per row
+    partial.kernel.assign(kernel)  # the full head's layout
     want = keras.ops.convert_to_numpy(keras.ops.sparse_categorical_crossentropy(
         labels, full(x, labels=labels, training=True), from_logits=True))
-    got = convert_to_numpy(partial(x, labels=labels, training=True))  # a Partial FC step returns the per-example loss
+    got = convert_to_numpy(keras.ops.sparse_categorical_crossentropy(
+        labels, partial(x, labels=labels, training=True), from_logits=True))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

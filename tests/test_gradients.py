@@ -86,14 +86,11 @@ def test_gradients_equal_finite_differences_of_the_reference(rng, name):
     x = rng.normal(size=(6, DIM))
     labels = np.array([0, 1, 2, 3, 4, 0], "int32")
     head(x.astype("float32"))
-    rows = getattr(head, "sample_rate", 1.0) < 1.0  # Partial FC: kernel rows, the output is the loss
-    kernel = np.array(head.kernel, np.float64).T if rows else np.array(head.kernel, np.float64)
+    kernel = np.array(head.kernel, np.float64)  # (dim, C·K) for every head, Partial FC included
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     grad_x, grad_kernel = loss_gradients(
-        head, x.astype("float32"), labels,
-        (lambda _, out: keras.ops.mean(out)) if rows else (lambda _, logits: loss_fn(labels, logits)), training=True
+        head, x.astype("float32"), labels, lambda _, logits: loss_fn(labels, logits), training=True
     )
-    grad_kernel = grad_kernel.T if rows else grad_kernel
     expected_x = reference.numerical_gradient(lambda v: reference_loss(v, kernel, labels, logits_fn), x)
     expected_kernel = reference.numerical_gradient(lambda v: reference_loss(x, v, labels, logits_fn), kernel)
     np.testing.assert_allclose(grad_x, expected_x, rtol=1e-3, atol=1e-4)

@@ -30,7 +30,6 @@ DATA_PARALLEL_SLOW = ["normalized_dense", "adaface", "cos", "combined", "sphere"
 MODEL_PARALLEL_DEFAULT = ["arc", "arc_partial_fc_sampled"]
 MODEL_PARALLEL_SLOW = ["normalized_dense", "cos", "combined", "sphere", "large", "arc_subcenters", "arc_partial_fc",
                        "arc_adaptive_warmup", "curricular", "adaface", "magface"]
-ROW_MAJOR_KERNELS = {"arc_partial_fc", "arc_partial_fc_sampled"}
 MODEL_AXIS = 4
 
 
@@ -81,7 +80,7 @@ def test_model_parallel_matches_one_device_with_a_sharded_kernel(model_parallel,
     result = model_parallel[part]
     assert result["mesh_shape"] == [2, MODEL_AXIS]
     assert result["batch_layout"] == ["batch", None]
-    class_axis = 0 if part in ROW_MAJOR_KERNELS else 1
+    class_axis = 1  # (dim, C·K), Partial FC heads too
     expected_spec = [None, None]
     expected_spec[class_axis] = "model"
     assert result["kernel_spec"] == expected_spec

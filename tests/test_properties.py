@@ -47,7 +47,7 @@ HEADS = {
         "scale": scales, "margin": angular_margins, "momentum": st.floats(0.0, 0.99)})),
     "magface": (keras_margin.MagFaceHead, st.fixed_dictionaries({
         "scale": st.floats(1.0, 8.0), "lower_margin": st.floats(0.0, 1.0), "upper_margin": st.floats(1.0, 3.0),
-        "lambda_g": st.just(100.0), "easy_margin": st.booleans()})),
+        "lambda_g": st.just(100.0), "fallback": st.sampled_from(("easy", "insightface"))})),
     "adaface": (keras_margin.AdaFaceHead, st.fixed_dictionaries({
         "scale": scales, "margin": st.floats(0.0, 1.0), "h": st.floats(0.01, 3.0), "momentum": st.floats(0.0, 0.99)})),
     "elastic_arc": (keras_margin.ElasticArcMarginHead, st.fixed_dictionaries({

@@ -10,6 +10,7 @@ from keras_margin.layers.elastic_margin_head import ElasticArcMarginHead, Elasti
 from keras_margin.layers.fused_batch_normalization import FusedBatchNormalization
 from keras_margin.layers.large_margin_head import LargeMarginHead
 from keras_margin.layers.mag_face_head import MagFaceHead
+from keras_margin.layers.margin_head import MarginContext, ScaledCosineHead
 from keras_margin.layers.normalized_dense import NormalizedDense
 from keras_margin.layers.sphere_margin_head import SphereMarginHead
 
@@ -25,6 +26,8 @@ __all__ = [
     "FusedBatchNormalization",
     "LargeMarginHead",
     "MagFaceHead",
+    "MarginContext",
     "NormalizedDense",
+    "ScaledCosineHead",
     "SphereMarginHead",
 ]

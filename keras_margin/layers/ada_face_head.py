@@ -46,7 +46,7 @@ class AdaFaceHead(ScaledCosineHead):
             to its value over this many training steps (0, the default: the
             full margin from the first step).
         sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
-            below 1 the head adds its own loss (compile without one);
+            below 1 a training step computes the logits of ⌈r·C⌉ classes;
             default 1.
         seed: optional integer seed of the Partial FC class sampling;
             default `None`.
@@ -83,7 +83,6 @@ class AdaFaceHead(ScaledCosineHead):
     ```
     """
 
-    uses_norms = True
     fixed_target_margin = False
 
     def __init__(self, num_classes, scale=64.0, margin=0.4, h=0.333, momentum=0.99, margin_warmup_steps=0,
@@ -101,19 +100,11 @@ class AdaFaceHead(ScaledCosineHead):
         self.norm_std = self.add_weight(name="norm_std", shape=(), initializer=keras.initializers.Constant(100.0),
                                         trainable=False, autocast=False, aggregation="mean")
 
-    def margin_target(self, cos_target, factor=None, norm_scaler=0.0):
-        """The target cosine at a given ẑ (default 0: the running mean's norm)."""
-        cos_target = ops.clip(cos_target, -1.0 + margins.ADAFACE_EPSILON, 1.0 - margins.ADAFACE_EPSILON)
-        return margins.adaface_target(cos_target, self.margin * self._current_factor(factor), norm_scaler)
-
-    def _margin_logits(self, cos, labels, training, non_target_weight=1.0, norms=None):
-        cos = ops.clip(cos, -1.0 + margins.ADAFACE_EPSILON, 1.0 - margins.ADAFACE_EPSILON)
-        return super()._margin_logits(cos, labels, training, non_target_weight, norms)
-
-    def target_with_margin(self, cos_target, factor, training, norms=None):
-        norms = ops.stop_gradient(ops.clip(norms, 0.001, 100.0))
+    def apply_margin(self, cos_target, context):
+        """AdaFace's target cosine at ẑ from `context.norms`; updates the running statistics in training."""
+        norms = ops.stop_gradient(ops.clip(context.norms, 0.001, 100.0))
         mean, std = ops.convert_to_tensor(self.norm_mean), ops.convert_to_tensor(self.norm_std)
-        if training:
+        if context.training:
             if norms.shape[0] == 1:
                 raise ValueError("AdaFaceHead needs training batches of at least 2 examples (the norms' std).")
             [batch_norms] = cross_replica_concat([norms])
@@ -123,7 +114,12 @@ class AdaFaceHead(ScaledCosineHead):
             self.norm_mean.assign(mean)
             self.norm_std.assign(std)
         scaler = ops.stop_gradient(margins.adaface_norm_scaler(norms, mean, std, self.h))
-        return self.margin_target(cos_target, factor, scaler)
+        cos_target = ops.clip(cos_target, -1.0 + margins.ADAFACE_EPSILON, 1.0 - margins.ADAFACE_EPSILON)
+        return margins.adaface_target(cos_target, self.margin * context.factor, scaler)
+
+    def non_target_cosines(self, cos, cos_target, context):
+        """Every cosine clamped to ±(1 − 0.001), as in the official code."""
+        return ops.clip(cos, -1.0 + margins.ADAFACE_EPSILON, 1.0 - margins.ADAFACE_EPSILON)
 
     def get_config(self):
         config = super().get_config()

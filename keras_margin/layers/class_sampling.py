@@ -9,6 +9,7 @@ count is static and the step compiles under XLA.
 
 import math
 
+import keras
 from keras import ops, random
 
 
@@ -47,13 +48,84 @@ def sample_classes(labels, num_classes, num_sampled, seed_generator):
     return classes, positions
 
 
-def take_class_rows(kernel, classes, num_subcenters):
-    """The rows of `classes` in a `(classes · K, dim)` kernel (all K sub-centers of each, class-major).
-
-    A gather along the first axis, so TensorFlow passes the kernel's gradient
-    as `IndexedSlices` over these rows only.
-    """
+def _column_indices(classes, positions, num_subcenters):
+    """The kernel columns of `classes` (all K sub-centers of each, class-major), and for every kernel
+    column its position among them, or a position ≥ k·K when its class was not kept."""
     if num_subcenters == 1:
-        return ops.take(kernel, classes, axis=0)
-    rows = ops.expand_dims(classes, -1) * num_subcenters + ops.arange(num_subcenters, dtype="int32")
-    return ops.take(kernel, ops.reshape(rows, (-1,)), axis=0)
+        return classes, positions
+    subcenters = ops.arange(num_subcenters, dtype="int32")
+    columns = ops.reshape(ops.expand_dims(classes, -1) * num_subcenters + subcenters, (-1,))
+    column_positions = ops.reshape(ops.expand_dims(positions, -1) * num_subcenters + subcenters, (-1,))
+    return columns, column_positions
+
+
+def _read(variable):
+    """The variable's value as a tensor read before a custom gradient, which must not see the variable itself."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(variable)
+    return ops.convert_to_tensor(variable)
+
+
+def take_class_columns(kernel, classes, positions, num_subcenters):
+    """The columns of `classes` in a `(dim, classes · K)` kernel, `(dim, k·K)`.
+
+    The gradient is written as a gather, not a scatter: each kernel column
+    reads its gradient column from the sampled ones, padded with zero columns
+    for the classes not kept. Autodiff of a column gather scatters into a
+    zero kernel instead, which XLA on CPU runs many times slower than the
+    gather (and than the whole step of the full head).
+
+    Args:
+        kernel: float `(dim, C·K)`.
+        classes: int32 `(k,)`, distinct class ids (from `sample_classes`).
+        positions: int32 `(C,)`, each class's position among `classes`, or
+            k when it was not kept.
+        num_subcenters: K.
+
+    Returns:
+        float `(dim, k·K)`.
+    """
+    columns, column_positions = _column_indices(classes, positions, num_subcenters)
+    kernel = _read(kernel)
+    dim = kernel.shape[0]
+
+    @ops.custom_gradient
+    def taken(kernel):
+        def gradient(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            padded = ops.concatenate([upstream, ops.zeros((dim, num_subcenters), upstream.dtype)], axis=1)
+            return ops.take(padded, column_positions, axis=1)
+
+        return ops.take(kernel, columns, axis=1), gradient
+
+    return taken(kernel)
+
+
+def spread_to_classes(logits, classes, positions, fill_value):
+    """`(batch, k)` logits of the kept classes placed in their columns of `(batch, C)`; `fill_value` elsewhere.
+
+    Args:
+        logits: float32 `(batch, k)`, column j for class `classes[j]`.
+        classes: int32 `(k,)`.
+        positions: int32 `(C,)`, each class's column in `logits`, or k.
+        fill_value: the logit of the classes not kept.
+
+    Returns:
+        float32 `(batch, C)`. Its gradient is a gather of the k kept columns.
+    """
+    batch = ops.shape(logits)[0]
+
+    @ops.custom_gradient
+    def spread(logits):
+        def gradient(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            return ops.take(upstream, classes, axis=1)
+
+        padded = ops.concatenate([logits, ops.full((batch, 1), fill_value, logits.dtype)], axis=1)
+        return ops.take(padded, positions, axis=1), gradient
+
+    return spread(logits)

@@ -23,13 +23,13 @@ class CombinedMarginHead(ScaledCosineHead):
     Logits are float32 under every dtype policy; out-of-range labels behave as
     in `ArcMarginHead`.
 
-    The default scale is 16, as in `ArcMarginHead` (see Results → Recipes in
-    the documentation); `scale=64.0` is the paper's.
+    The default scale is the paper's 64, as in `ArcMarginHead`, whose advice
+    on `scale="auto"` for a few hundred classes applies here too.
 
     Args:
         num_classes: integer ≥ 2.
         scale: `s`: a positive float, `"auto"` or `"adaptive"`, as in
-            `ArcMarginHead` (default 16).
+            `ArcMarginHead` (default 64, the paper's).
         m1: multiplicative angular margin, ≥ 1 (default 1.0).
         m2: additive angular margin in [0, π) (default 0.5).
         m3: additive cosine margin in [0, 2] (default 0.0).
@@ -38,7 +38,7 @@ class CombinedMarginHead(ScaledCosineHead):
         margin_warmup_steps: integer ≥ 0; m2, m3 and m1 − 1 ramp linearly
             from 0 to their values over this many training steps (0: none).
         sample_rate: Partial FC rate r in (0, 1], as in `ArcMarginHead`:
-            below 1 the head adds its own loss (compile without one).
+            below 1 a training step computes the logits of ⌈r·C⌉ classes.
         seed: seed of the Partial FC class sampling.
         num_subcenters: integer K ≥ 1 kernel columns per class.
         kernel_initializer: initializer of the kernel, as in
@@ -57,8 +57,7 @@ class CombinedMarginHead(ScaledCosineHead):
         `embeddings`: `(batch, dim)`.
 
     Output shape:
-        `(batch, num_classes)`, float32; `(batch,)` per-example losses in a
-        Partial FC training step.
+        `(batch, num_classes)`, float32, in every mode.
 
     Example:
 
@@ -72,7 +71,7 @@ class CombinedMarginHead(ScaledCosineHead):
     def __init__(
         self,
         num_classes,
-        scale=16.0,
+        scale=64.0,
         m1=1.0,
         m2=0.5,
         m3=0.0,
@@ -88,8 +87,8 @@ class CombinedMarginHead(ScaledCosineHead):
         self.m3 = check_number("m3", m3, low=0.0, high=2.0)
         self.fallback = check_choice("fallback", fallback, margins.ARC_FALLBACKS)
 
-    def margin_target(self, cos_target, factor=None):
-        factor = self._current_factor(factor)
+    def apply_margin(self, cos_target, context):
+        factor = context.factor
         # m1 = 1 is "no multiplicative margin", so it ramps from 1, not from 0.
         m1 = 1.0 if self.m1 == 1.0 else 1.0 + (self.m1 - 1.0) * factor
         return margins.combined_margin(cos_target, m1, self.m2 * factor, self.m3 * factor, self.fallback)

@@ -18,22 +18,23 @@ class CosMarginHead(ScaledCosineHead):
     invalid angle and no gradient option. Out-of-range labels behave as in
     `ArcMarginHead`.
 
-    The default is s = 16 with the paper's m = 0.35 and no margin warm-up,
-    one rule across the normalized heads (see Results → Recipes in the
-    documentation). `scale=64.0` gives the paper's setting.
+    The defaults are CosFace's, s = 64 and m = 0.35, with no margin warm-up.
+    On a few hundred classes and a short schedule pass `scale="auto"`, with
+    a handful of classes a number such as `scale=16.0`, as in
+    `ArcMarginHead`.
 
     Args:
         num_classes: integer ≥ 2, the number of identities.
         scale: `s`: a positive float, `"auto"` (√2·ln(C − 1)) or
             `"adaptive"` (dynamic AdaCos), as in `ArcMarginHead`
-            (default 16; CosFace: 64; AM-Softmax used 30).
+            (default 64, CosFace's; AM-Softmax used 30).
         margin: cosine margin `m` in [0, 2] (CosFace: 0.35).
         margin_warmup_steps: integer ≥ 0. The margin ramps linearly from 0
             to its value over this many training steps (kept in the weights
             `warmup_step` and `margin_factor`, logged as `margin_factor`);
             0 applies the full margin from the first step.
         sample_rate: Partial FC rate r in (0, 1], as in `ArcMarginHead`:
-            below 1 the head adds its own loss (compile without one).
+            below 1 a training step computes the logits of ⌈r·C⌉ classes.
         seed: seed of the Partial FC class sampling.
         num_subcenters: integer K ≥ 1 kernel columns per class; the largest
             cosine among them is used.
@@ -52,8 +53,7 @@ class CosMarginHead(ScaledCosineHead):
         `embeddings`: `(batch, dim)`.
 
     Output shape:
-        `(batch, num_classes)`, float32; `(batch,)` per-example losses in a
-        Partial FC training step.
+        `(batch, num_classes)`, float32, in every mode.
 
     Example:
 
@@ -65,12 +65,12 @@ class CosMarginHead(ScaledCosineHead):
     ```
     """
 
-    def __init__(self, num_classes, scale=16.0, margin=0.35, margin_warmup_steps=0, **kwargs):
+    def __init__(self, num_classes, scale=64.0, margin=0.35, margin_warmup_steps=0, **kwargs):
         super().__init__(num_classes, scale=scale, margin_warmup_steps=margin_warmup_steps, **kwargs)
         self.margin = check_number("margin", margin, low=0.0, high=2.0)
 
-    def margin_target(self, cos_target, factor=None):
-        return margins.additive_cosine_margin(cos_target, self.margin * self._current_factor(factor))
+    def apply_margin(self, cos_target, context):
+        return margins.additive_cosine_margin(cos_target, self.margin * context.factor)
 
     def get_config(self):
         config = super().get_config()

@@ -7,7 +7,7 @@ from keras import ops
 
 from keras_margin import margins
 from keras_margin._distribute import cross_replica_concat
-from keras_margin._validation import check_number
+from keras_margin._validation import check_choice, check_number
 from keras_margin.layers.margin_head import ScaledCosineHead, check_fixed_scale
 
 
@@ -16,7 +16,8 @@ class CurricularFaceHead(ScaledCosineHead):
     """CurricularFace head (Huang et al., CVPR 2020).
 
     The target logit is ArcFace's `s · cos(θ_y + m)`, with insightface's rule
-    `s · (cos θ_y − m·sin m)` where cos θ_y ≤ cos(π − m). A non-target
+    `s · (cos θ_y − m·sin m)` where cos θ_y ≤ cos(π − m) (the official
+    code's; `fallback` chooses another, as in `ArcMarginHead`). A non-target
     cosine above cos(θ_y + m) is a hard negative and becomes
     `s · cos θ_j · (t + cos θ_j)`; the others stay `s · cos θ_j`. `t`, the
     running mean of the target cosine, starts at 0, so early in training
@@ -38,11 +39,14 @@ class CurricularFaceHead(ScaledCosineHead):
             default 0.5.
         momentum: of the running mean `t`, in `[0, 1)`; default 0.99 (the
             official update rate 0.01).
+        fallback: the target past θ_y = π − m: `"insightface"` (default,
+            the official code's), `"continuous"`, `"easy"` or `"none"`, as
+            in `ArcMarginHead`.
         margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
             to its value over this many training steps (0, the default: the
             full margin from the first step).
         sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
-            below 1 the head adds its own loss (compile without one);
+            below 1 a training step computes the logits of ⌈r·C⌉ classes;
             default 1. The hard negatives are then sought among the sampled
             classes.
         seed: optional integer seed of the Partial FC class sampling;
@@ -80,37 +84,33 @@ class CurricularFaceHead(ScaledCosineHead):
     ```
     """
 
-    def __init__(self, num_classes, scale=64.0, margin=0.5, momentum=0.99, margin_warmup_steps=0, **kwargs):
+    def __init__(self, num_classes, scale=64.0, margin=0.5, momentum=0.99, fallback="insightface",
+                 margin_warmup_steps=0, **kwargs):
         super().__init__(num_classes, scale=check_fixed_scale(scale, num_classes, type(self).__name__),
                          margin_warmup_steps=margin_warmup_steps, **kwargs)
         self.margin = check_number("margin", margin, low=0.0, high=math.pi, high_open=True)
         self.momentum = check_number("momentum", momentum, low=0.0, high=1.0, high_open=True)
+        self.fallback = check_choice("fallback", fallback, margins.ARC_FALLBACKS)
 
     def build(self, embeddings_shape):
         super().build(embeddings_shape)
         self.t = self.add_weight(name="t", shape=(), initializer="zeros", trainable=False, autocast=False,
                                  aggregation="mean")
 
-    def margin_target(self, cos_target, factor=None):
-        return margins.additive_angular_margin(cos_target, self.margin * self._current_factor(factor), "insightface")
+    def apply_margin(self, cos_target, context):
+        return margins.additive_angular_margin(cos_target, self.margin * context.factor, self.fallback)
 
-    def _margin_logits(self, cos, labels, training, non_target_weight=1.0, norms=None):
-        scale = self._scale_for_step(cos, labels, training, non_target_weight)
-        factor = self._factor_for_step(training)
-        self._track(scale, factor)
-        cos_target = margins.target_values(cos, labels)
-        target = self.margin_target(cos_target, factor)
-        hard = ops.stop_gradient(margins.additive_angular_margin(cos_target, self.margin * factor, "none"))
+    def non_target_cosines(self, cos, cos_target, context):
+        """Hard negatives, cos θ_j > cos(θ_y + m), become cos θ_j · (t + cos θ_j); updates t in training."""
+        hard = ops.stop_gradient(margins.additive_angular_margin(cos_target, self.margin * context.factor, "none"))
         t = ops.convert_to_tensor(self.t)
-        if training:
+        if context.training:
             [targets] = cross_replica_concat([ops.stop_gradient(cos_target)])
             t = self.momentum * t + (1.0 - self.momentum) * ops.mean(targets)
             self.t.assign(t)
-        modulated = margins.curricular_modulation(cos, hard, ops.stop_gradient(t))
-        shift = target - margins.target_values(modulated, labels)
-        return margins.shift_target(modulated, labels, shift, scale)
+        return margins.curricular_modulation(cos, hard, ops.stop_gradient(t))
 
     def get_config(self):
         config = super().get_config()
-        config.update({"margin": self.margin, "momentum": self.momentum})
+        config.update({"margin": self.margin, "momentum": self.momentum, "fallback": self.fallback})
         return config

@@ -13,8 +13,8 @@ from keras_margin.layers.margin_head import ScaledCosineHead
 class ElasticMarginHead(ScaledCosineHead):
     """Base of the ElasticFace heads: a margin per sample and training step from Normal(m, σ).
 
-    Subclasses implement `margin_at(cos_target, margin)` for a margin
-    tensor `(batch,)` (or a scalar).
+    Subclasses implement `apply_margin(cos_target, context)` with the margins
+    of `drawn_margins(cos_target, context)`.
     """
 
     fixed_target_margin = False
@@ -33,22 +33,16 @@ class ElasticMarginHead(ScaledCosineHead):
         """The validated mean margin (each subclass has its own range)."""
         raise NotImplementedError("ElasticMarginHead subclasses must define check_margin(margin)")
 
-    def margin_at(self, cos_target, margin):
-        raise NotImplementedError(f"{type(self).__name__} must define margin_at(cos_target, margin)")
-
-    def margin_target(self, cos_target, factor=None):
-        """The target cosine at the mean margin m (evaluation calls)."""
-        return self.margin_at(cos_target, self.margin * self._current_factor(factor))
-
-    def target_with_margin(self, cos_target, factor, training, norms=None):
-        if not training:
-            return self.margin_target(cos_target, factor)
+    def drawn_margins(self, cos_target, context):
+        """The margin of each row times `context.factor`: drawn from N(m, σ) in training, m otherwise."""
+        if not context.training:
+            return self.margin * context.factor
         draws = self.margin + self.margin_std * keras.random.normal(
             ops.shape(cos_target), seed=self.margin_seed_generator)
         draws = ops.maximum(draws, 0.0)  # a negative draw would raise the target logit
         if self.sorted_margins:
             draws = margins.rank_matched(draws, cos_target)
-        return self.margin_at(cos_target, draws * self._current_factor(factor))
+        return draws * context.factor
 
     def get_config(self):
         config = super().get_config()
@@ -93,7 +87,7 @@ class ElasticArcMarginHead(ElasticMarginHead):
             to its value over this many training steps (0, the default: the
             full margin from the first step).
         sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
-            below 1 the head adds its own loss (compile without one);
+            below 1 a training step computes the logits of ⌈r·C⌉ classes;
             default 1.
         num_subcenters: integer K ≥ 1 kernel columns per class, the largest
             cosine among them used; default 1.
@@ -132,8 +126,8 @@ class ElasticArcMarginHead(ElasticMarginHead):
     def check_margin(margin):
         return check_number("margin", margin, low=0.0, high=math.pi, high_open=True)
 
-    def margin_at(self, cos_target, margin):
-        margin = ops.minimum(margin, math.pi - 1e-6)  # a draw past π is kept where the fallback is defined
+    def apply_margin(self, cos_target, context):
+        margin = ops.minimum(self.drawn_margins(cos_target, context), math.pi - 1e-6)  # a draw past π: kept at π
         return margins.additive_angular_margin(cos_target, margin, self.fallback)
 
     def get_config(self):
@@ -173,7 +167,7 @@ class ElasticCosMarginHead(ElasticMarginHead):
             to its value over this many training steps (0, the default: the
             full margin from the first step).
         sample_rate: Partial FC rate r in `(0, 1]`, as in `CosMarginHead`:
-            below 1 the head adds its own loss (compile without one);
+            below 1 a training step computes the logits of ⌈r·C⌉ classes;
             default 1.
         num_subcenters: integer K ≥ 1 kernel columns per class, the largest
             cosine among them used; default 1.
@@ -211,6 +205,6 @@ class ElasticCosMarginHead(ElasticMarginHead):
     def check_margin(margin):
         return check_number("margin", margin, low=0.0, high=2.0)
 
-    def margin_at(self, cos_target, margin):
-        return margins.additive_cosine_margin(cos_target, margin)
+    def apply_margin(self, cos_target, context):
+        return margins.additive_cosine_margin(cos_target, self.drawn_margins(cos_target, context))
 

@@ -1,12 +1,13 @@
 """`MagFaceHead`: an ArcFace margin that grows with the embedding norm, plus a norm regularizer (MagFace)."""
 
 import math
+import warnings
 
 import keras
 from keras import ops
 
 from keras_margin import margins
-from keras_margin._validation import check_number
+from keras_margin._validation import check_choice, check_number
 from keras_margin.layers.margin_head import ScaledCosineHead, check_fixed_scale
 
 
@@ -17,15 +18,15 @@ class MagFaceHead(ScaledCosineHead):
     With `a = clip(‖x‖, l_a, u_a)` the margin is linear in the norm,
     `m(a) = (u_m − l_m) / (u_a − l_a) · (a − l_a) + l_m`, and the target
     logit is `s · cos(θ_y + m(a))`; the others are `s · cos θ_j`. With
-    `easy_margin=True` (the official default) the margin applies only where
-    cos θ_y > 0; with `False`, insightface's rule cos θ_y − m(a)·sin m(a)
-    beyond θ_y = π − m(a). A call with labels also adds
+    `fallback="easy"` (the official default) the margin applies only where
+    cos θ_y > 0; `"insightface"` uses cos θ_y − m(a)·sin m(a) beyond
+    θ_y = π − m(a), as in `ArcMarginHead`. A call with labels also adds
     `λ_g · mean(1/a + a/u_a²)` to the model's losses with `add_loss` (in
     `head.losses`; in History as `magface_regularizer` on TensorFlow), which
     rewards larger norms and, against the margin, makes the norm of an easy
     (high-quality) face larger than that of a hard one. Nothing is detached:
     the norm gets gradient from the margin and the regularizer.
-    `keras_margin.metrics.embedding_quality` reads the quality (the norm) of
+    `keras_margin.evaluation.embedding_quality` reads the quality (the norm) of
     the trained embeddings.
 
     MagFace's analysis gives a unique optimal norm only when
@@ -45,13 +46,17 @@ class MagFaceHead(ScaledCosineHead):
         upper_margin: `u_m` in `[l_m, π)`, the margin at `u_a`; default 0.8.
         lambda_g: λ_g ≥ 0, the weight of the regularizer, at least MagFace's
             bound above; default 35.
-        easy_margin: whether the margin applies only where cos θ_y > 0 (see
-            above); default `True`.
+        fallback: the target past θ_y = π − m(a): `"easy"` (default, the
+            official code's: no margin where cos θ_y ≤ 0), `"insightface"`,
+            `"continuous"` or `"none"`, as in `ArcMarginHead`.
         margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
             to its value over this many training steps (0, the default: the
             full margin from the first step).
+        easy_margin: deprecated, use `fallback`: `True` is
+            `fallback="easy"`, `False` is `fallback="insightface"`; accepted
+            with a DeprecationWarning until the next release.
         sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
-            below 1 the head adds its own loss (compile without one);
+            below 1 a training step computes the logits of ⌈r·C⌉ classes;
             default 1.
         seed: optional integer seed of the Partial FC class sampling;
             default `None`.
@@ -86,11 +91,11 @@ class MagFaceHead(ScaledCosineHead):
     ```
     """
 
-    uses_norms = True
     fixed_target_margin = False
 
     def __init__(self, num_classes, scale=64.0, lower_norm=10.0, upper_norm=110.0, lower_margin=0.45,
-                 upper_margin=0.8, lambda_g=35.0, easy_margin=True, margin_warmup_steps=0, **kwargs):
+                 upper_margin=0.8, lambda_g=35.0, fallback="easy", margin_warmup_steps=0, easy_margin=None,
+                 **kwargs):
         super().__init__(num_classes, scale=check_fixed_scale(scale, num_classes, type(self).__name__),
                          margin_warmup_steps=margin_warmup_steps, **kwargs)
         self.lower_norm = check_number("lower_norm", lower_norm, low=0.0, low_open=True)
@@ -99,7 +104,8 @@ class MagFaceHead(ScaledCosineHead):
         self.upper_margin = check_number("upper_margin", upper_margin, low=self.lower_margin, high=math.pi,
                                          high_open=True)
         self.lambda_g = check_number("lambda_g", lambda_g, low=0.0)
-        self.easy_margin = bool(easy_margin)
+        self.fallback = check_choice("fallback", _fallback_from_easy_margin(fallback, easy_margin),
+                                     margins.ARC_FALLBACKS)
         minimum = margins.magface_minimum_lambda(float(self.scale_value), self.lower_norm, self.upper_norm,
                                                  self.lower_margin, self.upper_margin)
         if self.lambda_g < minimum:
@@ -110,34 +116,40 @@ class MagFaceHead(ScaledCosineHead):
             )
         self.regularizer_tracker = keras.metrics.Mean(name="magface_regularizer")
 
-    def margin_target(self, cos_target, factor=None, norms=None):
-        """The target cosine; `norms` default to the upper norm's margin when not given."""
-        if norms is None:
-            margin = ops.convert_to_tensor(self.upper_margin, "float32")
-        else:
-            margin = margins.magface_margin(norms, self.lower_norm, self.upper_norm, self.lower_margin,
-                                            self.upper_margin)
-        margin = margin * self._current_factor(factor)
-        return margins.additive_angular_margin(cos_target, margin, "easy" if self.easy_margin else "insightface")
+    def apply_margin(self, cos_target, context):
+        """cos(θ_y + m(a)) with the margin m(a) of each row's norm `context.norms`."""
+        margin = margins.magface_margin(context.norms, self.lower_norm, self.upper_norm, self.lower_margin,
+                                        self.upper_margin)
+        return margins.additive_angular_margin(cos_target, margin * context.factor, self.fallback)
 
-    def target_with_margin(self, cos_target, factor, training, norms=None):
-        return self.margin_target(cos_target, factor, norms)
-
-    def call(self, embeddings, labels=None, training=None):
-        logits = super().call(embeddings, labels=labels, training=training)
-        if labels is not None:
-            norms = self.embedding_norms(embeddings)[:, 0]
-            regularizer = self.lambda_g * ops.mean(
-                margins.magface_regularizer(norms, self.lower_norm, self.upper_norm))
-            self.add_loss(regularizer)
-            if keras.backend.backend() == "tensorflow":
-                self.regularizer_tracker.update_state(regularizer)
-        return logits
+    def regularization(self, context):
+        """λ_g · mean(1/a + a/u_a²), logged as `magface_regularizer` on TensorFlow."""
+        regularizer = self.lambda_g * ops.mean(
+            margins.magface_regularizer(context.norms, self.lower_norm, self.upper_norm))
+        if keras.backend.backend() == "tensorflow":
+            self.regularizer_tracker.update_state(regularizer)
+        return regularizer
 
     def get_config(self):
         config = super().get_config()
         config.update({
             "lower_norm": self.lower_norm, "upper_norm": self.upper_norm, "lower_margin": self.lower_margin,
-            "upper_margin": self.upper_margin, "lambda_g": self.lambda_g, "easy_margin": self.easy_margin,
+            "upper_margin": self.upper_margin, "lambda_g": self.lambda_g, "fallback": self.fallback,
         })
         return config
+
+
+def _fallback_from_easy_margin(fallback, easy_margin):
+    """`fallback`, or the one the deprecated `easy_margin` flag stood for (with a DeprecationWarning)."""
+    if easy_margin is None:
+        return fallback
+    mapped = "easy" if easy_margin else "insightface"
+    warnings.warn(
+        f"MagFaceHead's `easy_margin` is now `fallback`: pass fallback={mapped!r} instead of "
+        f"easy_margin={easy_margin!r} (`easy_margin` goes in the next release)", DeprecationWarning, stacklevel=3)
+    if fallback not in ("easy", mapped):
+        raise ValueError(
+            f"Pass `fallback` only: `easy_margin={easy_margin!r}` means fallback={mapped!r}, which contradicts "
+            f"fallback={fallback!r}"
+        )
+    return mapped

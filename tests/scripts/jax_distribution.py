@@ -30,13 +30,12 @@ from training_parts import DIM, HEADS, LOSSES, PARTS, build, x, y  # noqa: E402
 # JAX draws the same random numbers however an array is sharded, so a Partial FC
 # head that keeps half of its 64 classes (the labels' 4 and 28 drawn) matches one
 # device too; under tf.distribute each replica keeps its own batch's classes.
-SAMPLED_KERNEL = np.random.default_rng(1).normal(size=(64, DIM)).astype("float32")
+SAMPLED_KERNEL = np.random.default_rng(1).normal(size=(DIM, 64)).astype("float32")
 HEADS["arc_partial_fc_sampled"] = lambda: layers.ArcMarginHead(
     64, scale=8.0, sample_rate=0.5, seed=1, kernel_initializer=keras.initializers.Constant(SAMPLED_KERNEL))
 
 BATCH, EPOCHS = 16, 5  # 4 steps per epoch: 20 steps
 HEAD_PARTS = ["normalized_dense", *HEADS]
-ROW_MAJOR_KERNEL_PARTS = {"arc_partial_fc", "arc_partial_fc_sampled"}
 
 
 def train(part, distribution=None):
@@ -54,8 +53,7 @@ def model_parallel(part):
     """ModelParallel on a (batch 2, model 4) mesh, the class axis of the head's kernel over "model"."""
     mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), devices=jax.devices())
     layout_map = keras.distribution.LayoutMap(mesh)  # keys are full-match regexes of variable paths
-    row_major = part in ROW_MAJOR_KERNEL_PARTS  # a Partial FC head stores one class per row
-    layout_map[r".*(head|normalized_dense).*/kernel"] = ("model", None) if row_major else (None, "model")
+    layout_map[r".*(head|normalized_dense).*/kernel"] = (None, "model")  # (dim, C): Partial FC heads too
     return keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
 
 

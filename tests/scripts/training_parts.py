@@ -32,7 +32,7 @@ HEADS = {
     "arc_subcenters": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=8.0, num_subcenters=2,
                                                    kernel_initializer=keras.initializers.Constant(W1_SUBCENTERS)),
     "arc_partial_fc": lambda: layers.ArcMarginHead(NUM_CLASSES, scale=8.0, sample_rate=0.99, seed=1,
-                                                   kernel_initializer=keras.initializers.Constant(W1.T)),
+                                                   kernel_initializer=kernel),
     "arc_adaptive_warmup": lambda: layers.ArcMarginHead(NUM_CLASSES, scale="adaptive", margin_warmup_steps=6,
                                                         kernel_initializer=kernel),
     # running statistics from the global batch: t, and the norms' mean and unbiased std
@@ -66,6 +66,4 @@ def build(part):
         logits = layers.NormalizedDense(NUM_CLASSES, scale=8.0, kernel_initializer=kernel)(embeddings)
     else:
         logits = HEADS[part]()(embeddings, labels=labels)
-    if part.startswith("arc_partial_fc"):
-        cross_entropy = None  # the Partial FC head adds its own loss
     return keras.Model([features, labels], logits), cross_entropy
