@@ -32,7 +32,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 import keras_margin  # noqa: E402
 from mnist_cnn import mnist_embedding_network  # noqa: E402  (examples/mnist_cnn.py)
-from keras_margin import data, metrics, plot  # noqa: E402
+from keras_margin import data, evaluation, plot  # noqa: E402
 
 NUM_CLASSES = 10
 
@@ -115,8 +115,8 @@ def train_and_measure(loss, dim, train, test_images, test_labels, args):
         "loss": loss,
         "dim": dim,
         "accuracy": float(np.mean(np.argmax(logits, axis=1) == test_labels)),
-        "intra_angle": metrics.intra_class_angle(features, test_labels, kernel),
-        "inter_angle": metrics.inter_class_angle(kernel),
+        "intra_angle": evaluation.intra_class_angle(features, test_labels, kernel),
+        "inter_angle": evaluation.inter_class_angle(kernel),
         "seconds": seconds,
         "features": features,
         "kernel": kernel,

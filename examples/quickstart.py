@@ -37,7 +37,7 @@ def parse_args():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--max-examples", type=int, default=None, help="use only this many training images")
-    parser.add_argument("--scale", type=float, default=16.0, help="ArcFace scale s (paper: 64)")
+    parser.add_argument("--scale", type=float, default=16.0, help="ArcFace scale s (paper and package default: 64; 16 for these 10 classes)")
     parser.add_argument("--margin", type=float, default=0.3, help="ArcFace margin m in radians (paper: 0.5)")
     parser.add_argument("--output-dir", default="quickstart_output")
     parser.add_argument("--seed", type=int, default=0)

@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 import keras_margin  # noqa: E402
 from mnist_cnn import mnist_embedding_network  # noqa: E402  (examples/mnist_cnn.py)
-from keras_margin import data, metrics  # noqa: E402
+from keras_margin import data, evaluation  # noqa: E402
 
 
 def parse_args():
@@ -60,7 +60,7 @@ def main():
         print(f"training digits {train_set.class_names}, held-out digits {held_out.class_names}")
         batches = data.pk_batches(
             train_set, args.identities_per_batch, args.images_per_identity,
-            preprocess=data.scale_to_unit_range, seed=args.seed,
+            preprocess=data.scale_to_unit_range, seed=args.seed, labels_as_input=False,  # (images, labels)
         )
         embedder = mnist_embedding_network(args.embedding_dim)
         embedder.compile(
@@ -77,7 +77,7 @@ def main():
             first.append(embedder.predict_on_batch(np.array(a)))
             second.append(embedder.predict_on_batch(np.array(b)))
             same.append(s)
-    report = metrics.verification_report(
+    report = evaluation.verification_report(
         np.concatenate(first), np.concatenate(second), np.concatenate(same), num_folds=min(10, args.num_pairs // 2)
     )
     print(f"held-out digits, {report['num_pairs']} pairs: accuracy {report['accuracy']:.4f} "

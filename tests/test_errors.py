@@ -9,7 +9,7 @@ from keras_margin import layers
 
 BAD_CONSTRUCTORS = [
     # (callable, the argument the message must name)
-    (lambda: layers.NormalizedDense(0), "units"),
+    (lambda: layers.NormalizedDense(0), "num_classes"),
     (lambda: layers.NormalizedDense(4, scale=0.0), "scale"),
     (lambda: layers.ArcMarginHead(10, scale=-1.0), "scale"),
     (lambda: layers.ArcMarginHead(10, scale=float("nan")), "scale"),

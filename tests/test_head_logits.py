@@ -128,7 +128,7 @@ def test_large_margin_head_matches_reference(rng, margin, lam):
 ])
 def test_subcenters_use_the_closest_subcenter(rng, head_cls, ref_fn):
     x, kernel, labels = random_case(rng, num_subcenters=3)
-    kwargs = dict(lambda_base=5.0) if head_cls is layers.SphereMarginHead else {}
+    kwargs = dict(lambda_base=5.0) if head_cls is layers.SphereMarginHead else dict(scale=16.0)  # the reference's s
     head = built_head(head_cls(NUM_CLASSES, num_subcenters=3, **kwargs), kernel)
     assert tuple(head.kernel.shape) == (DIM, NUM_CLASSES * 3)
     np.testing.assert_allclose(convert_to_numpy(head(x, labels=labels)), ref_fn(x, kernel, labels, 3), rtol=1e-4, atol=1e-3)

@@ -60,7 +60,7 @@ def test_auto_scale_logits_match_reference(rng):
 def test_auto_scale_needs_three_classes(scale):
     with pytest.raises(ValueError, match=r"needs num_classes ≥ 3.*num_classes=2"):
         keras_margin.CosMarginHead(2, scale=scale)
-    with pytest.raises(ValueError, match=r"needs units ≥ 3"):
+    with pytest.raises(ValueError, match=r"needs num_classes ≥ 3.*num_classes=2"):
         keras_margin.NormalizedDense(2, scale="auto")
 
 

@@ -37,7 +37,9 @@ def contrastive_loss(same, distance, margin=1.0):
     return 0.5 * (same * ops.square(distance) + (1.0 - same) * ops.square(impostor))
 
 
-def batch_contrastive_loss(labels, embeddings, margin=1.0, distance="euclidean", sample_weight=None, reduction="mean"):
+def batch_contrastive_loss(
+    labels, embeddings, margin=1.0, distance="euclidean", sample_weight=None, reduction="sum_over_batch_size"
+):
     """Contrastive loss over all pairs i < j of a batch of labelled embeddings.
 
     Args:
@@ -46,7 +48,10 @@ def batch_contrastive_loss(labels, embeddings, margin=1.0, distance="euclidean",
         margin: positive float.
         distance: `"euclidean"`, `"squared_euclidean"` or `"cosine"` (1 − cos).
         sample_weight: optional `(batch,)`; pair (i, j) has weight w_i·w_j.
-        reduction: `"mean"` (weighted mean over pairs) or `"sum"`.
+        reduction: Keras' name of the reduction, as in `ContrastiveLoss`:
+            `"sum_over_batch_size"` (default; also `"mean"` or
+            `"mean_with_sample_weight"`), the weighted mean over the pairs,
+            or `"sum"`, their weighted sum.
 
     Returns:
         float32 scalar; 0 for a batch with fewer than two examples.

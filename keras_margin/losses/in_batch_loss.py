@@ -4,12 +4,27 @@ import keras
 from keras import ops
 
 from keras_margin._distribute import cross_replica_concat, share_between_replicas
-from keras_margin._validation import check_choice
 
-#: Reductions a loss over pairs or triplets supports: the weighted mean over
-#: its pairs/triplets (Keras' default name for a mean), or their weighted sum.
+#: Reductions a loss over pairs or triplets supports, by Keras' names: the
+#: weighted mean over its pairs/triplets (`"sum_over_batch_size"`, Keras'
+#: default, and its synonyms `"mean"` and `"mean_with_sample_weight"`), or
+#: their weighted sum. Keras' `"none"` / `None` is not one: there is no
+#: per-example loss to return.
 MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 REDUCTIONS = MEAN_REDUCTIONS + ("sum",)
+
+
+def check_reduction(reduction):
+    """Returns `reduction` if it is one of `REDUCTIONS`; else a ValueError naming the allowed values."""
+    if reduction in REDUCTIONS:
+        return reduction
+    message = f"`reduction` must be one of {REDUCTIONS}. Received: reduction={reduction!r}"
+    if reduction in ("none", None):
+        message += (
+            ". A loss over the pairs or triplets of a batch has no per-example value to return unreduced; "
+            "use \"sum\" for the weighted sum"
+        )
+    raise ValueError(message)
 
 
 def prepare_inputs(labels, embeddings, sample_weight=None):
@@ -45,8 +60,12 @@ def prepare_inputs(labels, embeddings, sample_weight=None):
 
 
 def reduce_totals(total, weight, reduction):
-    """Weighted mean `total / weight` (0 when nothing is counted), or the sum."""
-    check_choice("reduction", reduction, REDUCTIONS)
+    """Weighted mean `total / weight` (0 when nothing is counted), or the sum.
+
+    All of `MEAN_REDUCTIONS` are the same weighted mean: `weight` is the sum of
+    the counted terms' weights, with or without `sample_weight`.
+    """
+    check_reduction(reduction)
     if reduction == "sum":
         return total
     return total / ops.maximum(weight, 1e-12)
@@ -69,7 +88,7 @@ class InBatchLoss(keras.losses.Loss):
     """
 
     def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
-        check_choice("reduction", reduction, REDUCTIONS)
+        check_reduction(reduction)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def totals(self, labels, embeddings, weights):

@@ -19,7 +19,7 @@ def triplet_loss(
     normalize=True,
     soft=False,
     sample_weight=None,
-    reduction="mean",
+    reduction="sum_over_batch_size",
 ):
     """Triplet loss of a batch of labelled embeddings; see `TripletLoss`.
 
@@ -38,9 +38,10 @@ def triplet_loss(
         soft: use softplus instead of the hinge; default `False`.
         sample_weight: optional per-example weights `(batch,)`, applied
             inside the mined terms as in `TripletLoss`.
-        reduction: `"mean"` (default; also `"sum_over_batch_size"` or
+        reduction: Keras' name of the reduction, as in `TripletLoss`:
+            `"sum_over_batch_size"` (default; also `"mean"` or
             `"mean_with_sample_weight"`), the weighted mean over the mined
-            terms, or `"sum"`.
+            terms, or `"sum"`, their weighted sum.
 
     Returns:
         float32 scalar; 0 (with zero gradients) when the batch has no valid
