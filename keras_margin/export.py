@@ -13,10 +13,10 @@ import pathlib
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from keras_margin._validation import check_choice
+from keras_margin._walk import nested_layers
 from keras_margin.layers.center_loss_layer import CenterLossLayer
 from keras_margin.layers.margin_head import MarginHead
 from keras_margin.layers.normalized_dense import NormalizedDense
@@ -37,7 +37,7 @@ def find_head(model):
 
     Raises a `ValueError` when there are several, since the embedding is then ambiguous.
     """
-    heads = [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, HEAD_TYPES)]
+    heads = [layer for layer in nested_layers(model) if isinstance(layer, HEAD_TYPES)]
     if len(heads) > 1:
         names = [layer.name for layer in heads]
         raise ValueError(
@@ -76,10 +76,10 @@ def embedding_model(model, embedding_layer=None):
     """
     if embedding_layer is not None:
         layer = model.get_layer(embedding_layer) if isinstance(embedding_layer, str) else embedding_layer
-        if len(layer._inbound_nodes) != 1:
+        calls = _calls_in_model(model, layer)
+        if calls != 1:
             raise ValueError(
-                f"`embedding_layer` {layer.name!r} is called {len(layer._inbound_nodes)} times in the model; "
-                "its output is ambiguous."
+                f"`embedding_layer` {layer.name!r} is called {calls} times in the model; its output is ambiguous."
             )
         tensor = layer.output
     else:
@@ -92,15 +92,71 @@ def embedding_model(model, embedding_layer=None):
                     f"{[tuple(t.shape) for t in model.inputs]}, outputs {[tuple(t.shape) for t in model.outputs]}"
                 )
             return model
-        tensor = head._inbound_nodes[0].arguments.args[0]
-        while isinstance(tensor._keras_history.operation, CenterLossLayer):
-            tensor = tensor._keras_history.operation._inbound_nodes[0].arguments.args[0]
+        tensor = _through_center_loss(model, _first_input(head))
     for images in model.inputs:
         try:
             return keras.Model(images, tensor, name="embedder")
         except ValueError:  # the embedding does not come from this input alone
             continue
     raise ValueError("The embedding depends on more than one input of `model`; pass an embedding network.")
+
+
+def _first_input(layer):
+    """The first tensor `layer` was called on in a functional graph (the embeddings, for a head)."""
+    try:
+        inputs = layer.input
+    except AttributeError:  # never called on symbolic tensors
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r} is not called in a functional model, so its input is not "
+            "known; pass `embedding_layer`."
+        ) from None
+    return keras.tree.flatten(inputs)[0]
+
+
+def _through_center_loss(model, tensor):
+    """The embeddings a `CenterLossLayer` of `model` passes through as `tensor` (repeatedly), else `tensor`."""
+    center_layers = [layer for layer in nested_layers(model) if isinstance(layer, CenterLossLayer)]
+    while True:
+        producer = next((layer for layer in center_layers if _output_or_none(layer) is tensor), None)
+        if producer is None:
+            return tensor
+        tensor = _first_input(producer)
+
+
+def _output_or_none(layer):
+    try:
+        return layer.output
+    except AttributeError:  # never called
+        return None
+
+
+def _calls_in_model(model, layer):
+    """How many times `layer` is called in the graph of `model` (nested models included).
+
+    Read from the functional config, which lists each layer's calls; when
+    `model` has no such config (a Sequential or subclassed model), a layer
+    that has an output is taken as called once.
+    """
+    if _output_or_none(layer) is None:
+        return 0
+    try:
+        config = model.get_config()
+    except (NotImplementedError, TypeError, ValueError):
+        config = None
+    counts = []
+
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get("name") == layer.name and isinstance(node.get("inbound_nodes"), list):
+                counts.append(len(node["inbound_nodes"]))
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(config)
+    return sum(counts) if counts else 1
 
 
 def classifier_model(model, embedding_layer=None):
@@ -278,6 +334,8 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
         if representative_images is None or len(representative_images) == 0:
             raise ValueError("`quantize='int8'` needs `representative_images` to calibrate the activations.")
         samples = np.asarray(representative_images, dtype=np.float32)
+        import tensorflow as tf  # LiteRT's converter options are TensorFlow's
+
         converter_options = {
             "optimizations": [tf.lite.Optimize.DEFAULT],
             "representative_dataset": lambda: ([sample[None]] for sample in samples),
@@ -358,7 +416,7 @@ def _threshold_value(threshold):
 
 def float32_copy(model):
     """`model` itself when every layer computes in float32, else a float32 copy with its weights."""
-    layers = [model, *model._flatten_layers(include_self=False)]
+    layers = [model, *nested_layers(model)]
     if all(layer.dtype_policy.name == "float32" for layer in layers):
         return model
     config = _float32_policies(keras.saving.serialize_keras_object(model))
@@ -375,7 +433,7 @@ def bfloat16_trunk_copy(model):
     stay float32. Weights are float32 in both, and copied.
     """
     trunk = set()
-    for layer in [model, *model._flatten_layers(include_self=False)]:
+    for layer in [model, *nested_layers(model)]:
         try:
             outputs = keras.tree.flatten(layer.output)
         except (AttributeError, ValueError):  # a layer called several times, or never
@@ -450,6 +508,8 @@ def export_classifier(model, path, embedding_layer=None):
 
 
 def _write(keras_model, fn, path):
+    import tensorflow as tf  # a SavedModel is TensorFlow's format
+
     shape = (None, *keras_model.inputs[0].shape[1:])
     archive = keras.export.ExportArchive()
     archive.track(keras_model)
