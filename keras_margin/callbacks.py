@@ -250,7 +250,7 @@ class MarginScheduler(keras.callbacks.Callback):
                 )
         self._heads = heads
 
-    def _apply(self, position):
+    def _set_factor(self, position):
         factor = self.schedule(position)
         if not isinstance(factor, (int, float, np.number)) or not math.isfinite(factor) or not 0 <= factor <= 1:
             raise ValueError(
@@ -264,11 +264,11 @@ class MarginScheduler(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit == "step":
-            self._apply(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+            self._set_factor(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.unit == "epoch":
-            self._apply(epoch)
+            self._set_factor(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -319,8 +319,8 @@ def export_embedding_model(model, path, normalize=True, flip=False, embedding_la
     ```
     """
     check_choice("format", format, FORMATS)
-    check_format_on_backend(format)
     check_choice("precision", precision, PRECISIONS)
+    check_format_on_backend(format)
     if precision != "float32" and format != "tf_saved_model":
         raise ValueError(
             f"`precision={precision!r}` is for format='tf_saved_model' (Keras' ONNX and LiteRT export take "
