@@ -58,19 +58,10 @@ class ArcMarginHead(ScaledCosineHead):
             to its value over this many training steps (kept in the weights
             `warmup_step` and `margin_factor`, logged as `margin_factor`);
             0 applies the full margin from the first step.
-        sample_rate: Partial FC rate r in (0, 1]. Below 1, a training step
-            computes the logits of ⌈r·C⌉ classes (the batch's classes plus
-            random others) and returns them in their columns of the
-            `(batch, num_classes)` logits, the others −1e30; compile with
-            the usual loss. Evaluation and prediction use all classes.
-            ⌈r·C⌉ must be ≥ the batch size. See `ScaledCosineHead`.
-        seed: seed of the Partial FC class sampling.
-        num_subcenters: integer K ≥ 1; K kernel columns per class and the
-            largest cosine among them is used (sub-center ArcFace).
-        kernel_initializer: initializer of the kernel.
-        kernel_regularizer: optional regularizer of the kernel.
-        kernel_constraint: optional constraint of the kernel.
-        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+        **kwargs: the `ScaledCosineHead` arguments `sample_rate` (Partial FC),
+            `seed`, `num_subcenters`, `kernel_initializer`, `kernel_regularizer`
+            and `kernel_constraint`, and the base `keras.layers.Layer`
+            arguments (`name`, `dtype`, ...).
 
     Call arguments:
         - `embeddings`: float tensor `(batch, dim)`.

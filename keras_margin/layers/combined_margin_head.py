@@ -37,15 +37,10 @@ class CombinedMarginHead(ScaledCosineHead):
         gradient: `"exact"` or `"detached"`, as in `ArcMarginHead`.
         margin_warmup_steps: integer ≥ 0; m2, m3 and m1 − 1 ramp linearly
             from 0 to their values over this many training steps (0: none).
-        sample_rate: Partial FC rate r in (0, 1], as in `ArcMarginHead`:
-            below 1 a training step computes the logits of ⌈r·C⌉ classes.
-        seed: seed of the Partial FC class sampling.
-        num_subcenters: integer K ≥ 1 kernel columns per class.
-        kernel_initializer: initializer of the kernel, as in
-            `keras.layers.Dense`; default `"glorot_uniform"`.
-        kernel_regularizer: optional regularizer of the kernel.
-        kernel_constraint: optional constraint of the kernel.
-        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+        **kwargs: the `ScaledCosineHead` arguments `sample_rate` (Partial FC),
+            `seed`, `num_subcenters`, `kernel_initializer`, `kernel_regularizer`
+            and `kernel_constraint`, and the base `keras.layers.Layer`
+            arguments (`name`, `dtype`, ...).
 
     Call arguments:
         - `embeddings`: float tensor `(batch, dim)`.

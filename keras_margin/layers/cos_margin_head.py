@@ -33,15 +33,10 @@ class CosMarginHead(ScaledCosineHead):
             to its value over this many training steps (kept in the weights
             `warmup_step` and `margin_factor`, logged as `margin_factor`);
             0 applies the full margin from the first step.
-        sample_rate: Partial FC rate r in (0, 1], as in `ArcMarginHead`:
-            below 1 a training step computes the logits of ⌈r·C⌉ classes.
-        seed: seed of the Partial FC class sampling.
-        num_subcenters: integer K ≥ 1 kernel columns per class; the largest
-            cosine among them is used.
-        kernel_initializer: initializer of the kernel.
-        kernel_regularizer: optional regularizer of the kernel.
-        kernel_constraint: optional constraint of the kernel.
-        **kwargs: base `keras.layers.Layer` arguments.
+        **kwargs: the `ScaledCosineHead` arguments `sample_rate` (Partial FC),
+            `seed`, `num_subcenters`, `kernel_initializer`, `kernel_regularizer`
+            and `kernel_constraint`, and the base `keras.layers.Layer`
+            arguments (`name`, `dtype`, ...).
 
     Call arguments:
         - `embeddings`: float tensor `(batch, dim)`.

@@ -86,16 +86,10 @@ class ElasticArcMarginHead(ElasticMarginHead):
         margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
             to its value over this many training steps (0, the default: the
             full margin from the first step).
-        sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
-            below 1 a training step computes the logits of ⌈r·C⌉ classes;
-            default 1.
-        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
-            cosine among them used; default 1.
-        kernel_initializer: initializer of the kernel; default
-            `"glorot_uniform"`.
-        kernel_regularizer: optional regularizer of the kernel.
-        kernel_constraint: optional constraint of the kernel.
-        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+        **kwargs: the `ScaledCosineHead` arguments `sample_rate` (Partial FC),
+            `num_subcenters`, `kernel_initializer`, `kernel_regularizer` and
+            `kernel_constraint`, and the base `keras.layers.Layer` arguments
+            (`name`, `dtype`, ...).
 
     Call arguments:
         - `embeddings`: float tensor `(batch, dim)`, not normalized.
@@ -166,16 +160,10 @@ class ElasticCosMarginHead(ElasticMarginHead):
         margin_warmup_steps: integer ≥ 0; the margin ramps linearly from 0
             to its value over this many training steps (0, the default: the
             full margin from the first step).
-        sample_rate: Partial FC rate r in `(0, 1]`, as in `CosMarginHead`:
-            below 1 a training step computes the logits of ⌈r·C⌉ classes;
-            default 1.
-        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
-            cosine among them used; default 1.
-        kernel_initializer: initializer of the kernel; default
-            `"glorot_uniform"`.
-        kernel_regularizer: optional regularizer of the kernel.
-        kernel_constraint: optional constraint of the kernel.
-        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+        **kwargs: the `ScaledCosineHead` arguments `sample_rate` (Partial FC),
+            `num_subcenters`, `kernel_initializer`, `kernel_regularizer` and
+            `kernel_constraint`, and the base `keras.layers.Layer` arguments
+            (`name`, `dtype`, ...).
 
     Call arguments:
         - `embeddings`: float tensor `(batch, dim)`, not normalized.

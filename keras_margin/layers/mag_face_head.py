@@ -55,18 +55,10 @@ class MagFaceHead(ScaledCosineHead):
         easy_margin: deprecated, use `fallback`: `True` is
             `fallback="easy"`, `False` is `fallback="insightface"`; accepted
             with a DeprecationWarning until the next release.
-        sample_rate: Partial FC rate r in `(0, 1]`, as in `ArcMarginHead`:
-            below 1 a training step computes the logits of ⌈r·C⌉ classes;
-            default 1.
-        seed: optional integer seed of the Partial FC class sampling;
-            default `None`.
-        num_subcenters: integer K ≥ 1 kernel columns per class, the largest
-            cosine among them used; default 1.
-        kernel_initializer: initializer of the kernel; default
-            `"glorot_uniform"`.
-        kernel_regularizer: optional regularizer of the kernel.
-        kernel_constraint: optional constraint of the kernel.
-        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+        **kwargs: the `ScaledCosineHead` arguments `sample_rate` (Partial FC),
+            `seed`, `num_subcenters`, `kernel_initializer`, `kernel_regularizer`
+            and `kernel_constraint`, and the base `keras.layers.Layer`
+            arguments (`name`, `dtype`, ...).
 
     Call arguments:
         - `embeddings`: float tensor `(batch, dim)`, not normalized.
