@@ -26,7 +26,6 @@ import os
 import platform
 import resource
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import children  # noqa: E402
@@ -52,14 +51,7 @@ def keras_step(part, batch, classes, jit, policy, repeats, warmup, size):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(batch, size, size, 3)).astype("float32")
     y = rng.integers(0, classes, batch).astype("int32")
-    for _ in range(warmup):
-        model.train_on_batch([x, y], y)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        keras.ops.convert_to_numpy(model.train_on_batch([x, y], y))
-        times.append(time.perf_counter() - start)
-    return times
+    return children.timed_steps(lambda: keras.ops.convert_to_numpy(model.train_on_batch([x, y], y)), warmup, repeats)
 
 
 def torch_step(part, batch, classes, policy, repeats, warmup, size):
@@ -85,14 +77,7 @@ def torch_step(part, batch, classes, policy, repeats, warmup, size):
         optimizer.step()
         return loss.item()
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return list(np.asarray(times))
+    return children.timed_steps(step, warmup, repeats)
 
 
 def step_roofline_ms(shape, batch, classes, policy, peaks):

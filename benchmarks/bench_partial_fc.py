@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import children
 import roofline
@@ -47,13 +46,7 @@ def measure(classes, dim, batch, sample_rate, repeats, warmup, optimizer):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, dim)).astype("float32")
     y = rng.integers(0, classes, batch).astype("int32")
-    for _ in range(warmup):
-        model.train_on_batch([x, y], y)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        keras.ops.convert_to_numpy(model.train_on_batch([x, y], y))
-        times.append(time.perf_counter() - start)
+    times = children.timed_steps(lambda: keras.ops.convert_to_numpy(model.train_on_batch([x, y], y)), warmup, repeats)
     return {"median_s": float(np.median(times)), "min_s": float(np.min(times)), "peak_memory_mb": peak_memory_mb()}
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import roofline
 
@@ -30,3 +31,18 @@ def run_json(command, check=False):
 def measure_peaks(policies):
     """`roofline.measure_peaks` in a fresh process, so its arrays stay out of the children's peak memory."""
     return run_json([sys.executable, roofline.__file__, "--json", "--policies", *policies], check=True)
+
+
+def timed_steps(step, warmup, repeats):
+    """Seconds of each of `repeats` calls of `step()`, after `warmup` untimed calls (compilation happens there).
+
+    `step` must return only when the work is done (e.g. convert its result to NumPy).
+    """
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
